@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m engine.bench <name>` (see engine/bench/__main__.py)."""

@@ -1,0 +1,285 @@
+"""Streaming synthesis: text in, 24 kHz PCM chunks out while the frames are being generated.
+
+    for chunk in model.stream("Hello there. How are you?", voice=prompt, language="en",
+                              cancel=event):
+        play(chunk.pcm)                      # float32 [-1, 1], chunk.sample_rate Hz
+
+How a request runs (`stream_steps`, one step = one codec frame):
+1. `plan_request` validates everything up front, in the caller's thread: the text
+   (`engine.text_split`: non-empty, at most 5,000 characters), the language
+   (`engine.languages`), the chunk sizes; it splits the text into segments.
+2. Segments are synthesized in order with the same voice, language and sampling options.
+   Each one starts a fresh talker run (`model.iter_codes`) and a fresh streaming codec
+   decoder, primed with the voice's reference codes in ICL mode, so the reference's own
+   audio is never emitted but the first frames continue its acoustic context. With a
+   seed, segment k samples with seed + k (segment 0 is exactly `generate_codes` with the
+   seed).
+3. Frames go through the decoder as they come: the first chunk of each segment after
+   `first_chunk_frames` frames (default 1: the first 80 ms of audio), then one chunk per
+   `chunk_frames` frames (default 4: 320 ms). Between segments a pause of
+   `segment_pause_s` seconds of silence (default 0.2 s, about a sentence break) is emitted
+   as its own chunk, so the segments sound like one utterance.
+4. The length guard (`engine.text_split.length_guard_frames`: ceil(2 * units) + 36 frames)
+   caps every segment; a generation that reaches it is ended and reported as
+   `StopReason.LENGTH_GUARD` (it also respects the caller's `max_new_tokens`: MAX_TOKENS).
+5. `cancel` (a threading.Event) is checked before every frame: generation stops within
+   one frame, frames not yet decoded are dropped, the talker's caches and the decoder
+   state are released, and the stream simply ends (stop reason CANCELLED).
+
+For one segment, concatenating the chunks gives exactly `model.decode` of
+`model.generate_codes` with the same seed (with ICL: the decode of reference + generated
+codes, minus the reference's samples), because the streaming decoder is exact.
+
+`pad_reference` is the ICL reference preparation: ~0.5 s of silence appended to the
+reference clip before it is encoded, so the first generated phoneme does not continue the
+reference's last one (the prompt then ends in silence).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from engine.errors import InvalidParameterError
+from engine.languages import normalize_language
+from engine.metrics import RequestMetrics, StopReason
+from engine.sampling import SamplingParams
+from engine.text_split import MAX_SEGMENT_UNITS, length_guard_frames, split_text, validate_text
+
+DEFAULT_CHUNK_FRAMES = 4
+DEFAULT_FIRST_CHUNK_FRAMES = 1
+SEGMENT_PAUSE_S = 0.2
+REFERENCE_SILENCE_S = 0.5
+SAMPLE_RATE = 24000
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """A piece of the utterance, ready to play.
+
+    pcm: float32 [N] in [-1, 1], mono. frame_index: utterance-wide index of its first codec
+    frame (for a pause: of the next frame). start_s: where it starts in the utterance.
+    elapsed_s: wall time from the request's submission until this chunk was ready.
+    """
+
+    pcm: np.ndarray
+    sample_rate: int
+    frame_index: int
+    num_frames: int
+    segment_index: int
+    start_s: float
+    elapsed_s: float
+    is_pause: bool = False
+
+    @property
+    def duration_s(self) -> float:
+        return self.pcm.shape[0] / self.sample_rate
+
+
+@dataclass(frozen=True)
+class RequestPlan:
+    """A validated synthesis request (what `plan_request` returns)."""
+
+    text: str
+    segments: tuple[str, ...]
+    voice: object | None
+    language: str
+    sampling: SamplingParams | None
+    chunk_frames: int = DEFAULT_CHUNK_FRAMES
+    first_chunk_frames: int = DEFAULT_FIRST_CHUNK_FRAMES
+    segment_pause_s: float = SEGMENT_PAUSE_S
+    length_guard: bool = True
+    submitted_at: float = field(default_factory=time.perf_counter)
+
+
+def plan_request(text: str, voice=None, language: str | None = "auto", sampling: SamplingParams | None = None, *,
+                 chunk_frames: int = DEFAULT_CHUNK_FRAMES, first_chunk_frames: int = DEFAULT_FIRST_CHUNK_FRAMES,
+                 segment_pause_s: float = SEGMENT_PAUSE_S, split: bool = True,
+                 max_segment_units: int = MAX_SEGMENT_UNITS, length_guard: bool = True,
+                 supported_languages=None) -> RequestPlan:
+    """Validate a request and split its text (see the module docstring).
+
+    split=False keeps the text as one segment (still limited to 5,000 characters).
+    length_guard=False leaves only `sampling.max_new_tokens` as a limit.
+    Raises InvalidTextError, UnsupportedLanguageError or InvalidParameterError.
+    """
+    segments = tuple(split_text(text, max_units=max_segment_units)) if split else (validate_text(text),)
+    language = normalize_language(language, supported_languages)
+    for name, value in (("chunk_frames", chunk_frames), ("first_chunk_frames", first_chunk_frames)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidParameterError(f"{name} must be an integer >= 1, got {value!r}")
+    if not isinstance(segment_pause_s, (int, float)) or not 0 <= segment_pause_s <= 5:
+        raise InvalidParameterError(f"segment_pause_s must be between 0 and 5 seconds, got {segment_pause_s!r}")
+    if sampling is not None and not isinstance(sampling, SamplingParams):
+        raise InvalidParameterError(f"sampling must be SamplingParams, got {type(sampling).__name__}")
+    return RequestPlan(text=validate_text(text), segments=segments, voice=voice, language=language,
+                       sampling=sampling, chunk_frames=chunk_frames, first_chunk_frames=first_chunk_frames,
+                       segment_pause_s=float(segment_pause_s), length_guard=bool(length_guard))
+
+
+def pad_reference(wav, sr: int, silence_s: float = REFERENCE_SILENCE_S) -> np.ndarray:
+    """The reference clip as mono float32 with `silence_s` seconds of silence appended.
+
+    Use it on ICL references before encoding them (create_voice_prompt does): the model
+    continues the reference, and a reference cut right after its last phoneme makes the
+    first generated phoneme continue that one. 0 disables it.
+    """
+    from engine.audio import to_mono
+
+    if not isinstance(silence_s, (int, float)) or not 0 <= silence_s <= 5:
+        raise InvalidParameterError(f"reference silence must be between 0 and 5 seconds, got {silence_s!r}")
+    mono = to_mono(wav)
+    pad = int(round(float(sr) * silence_s))
+    return np.concatenate([mono, np.zeros(pad, dtype=np.float32)]) if pad else mono
+
+
+# ---------------------------------------------------------------------------------------
+# the frame loop
+
+
+def _sample_rate(model) -> int:
+    return int(getattr(model, "sample_rate", None) or SAMPLE_RATE)
+
+
+def _segment_params(sampling: SamplingParams, index: int, limit: int) -> SamplingParams:
+    changes = {"max_new_tokens": limit}
+    if sampling.seed is not None and index:
+        changes["seed"] = (sampling.seed + index) % 2**63
+    return sampling.replace(**changes)
+
+
+def stream_steps(model, plan: RequestPlan, cancel: threading.Event | None = None,
+                 metrics: RequestMetrics | None = None) -> Iterator[AudioChunk | None]:
+    """Run a planned request one codec frame per `next()`: yields an AudioChunk when one is
+    ready, else None. This is the unit of work the device worker interleaves; `stream`
+    wraps it for direct use. Closing the iterator frees the request's state."""
+    from engine.codec_decoder import StreamingDecoder
+
+    metrics = metrics if metrics is not None else RequestMetrics(submitted_at=plan.submitted_at)
+    metrics.text_chars, metrics.segments = len(plan.text), len(plan.segments)
+    if metrics.started_at is None:
+        metrics.mark_started()
+    cancel = cancel or threading.Event()
+    sampling = plan.sampling or model.default_sampling()
+    sr = _sample_rate(model)
+    decoder = StreamingDecoder(model.codec_decoder)
+    position = [0, 0]  # frames, samples emitted so far in the utterance
+
+    def chunk(pcm: np.ndarray, frames: int, segment: int, pause: bool = False) -> AudioChunk:
+        out = AudioChunk(pcm=pcm, sample_rate=sr, frame_index=position[0], num_frames=frames,
+                         segment_index=segment, start_s=position[1] / sr,
+                         elapsed_s=time.perf_counter() - metrics.submitted_at, is_pause=pause)
+        metrics.mark_audio(frames, pcm.shape[0] / sr)
+        position[0] += frames
+        position[1] += pcm.shape[0]
+        return out
+
+    try:
+        for index, segment in enumerate(plan.segments):
+            if cancel.is_set():
+                break
+            if index and plan.segment_pause_s > 0:
+                pause = np.zeros(int(round(plan.segment_pause_s * sr)), dtype=np.float32)
+                yield chunk(pause, 0, index, pause=True)
+            reason = yield from _segment_steps(model, plan, segment, index, sampling, decoder, cancel, chunk)
+            metrics.mark_segment(reason)
+            if reason is StopReason.CANCELLED:
+                break
+    except GeneratorExit:  # closed by the consumer or the worker: that is a cancellation
+        cancel.set()
+        raise
+    finally:
+        decoder.reset()
+        metrics.finish(StopReason.CANCELLED if cancel.is_set() else None)
+
+
+def _segment_steps(model, plan: RequestPlan, segment: str, index: int, sampling: SamplingParams, decoder,
+                   cancel: threading.Event, chunk) -> Iterator[AudioChunk | None]:
+    """One segment's frames (a sub-generator of `stream_steps`); returns its StopReason."""
+    guard = length_guard_frames(segment) if plan.length_guard else None
+    limit = sampling.max_new_tokens if guard is None else min(guard, sampling.max_new_tokens)
+    at_limit = StopReason.LENGTH_GUARD if guard is not None and guard < sampling.max_new_tokens \
+        else StopReason.MAX_TOKENS
+    decoder.reset()
+    ref_codes = getattr(plan.voice, "ref_codes", None) if getattr(plan.voice, "mode", None) == "icl" else None
+    if ref_codes is not None:
+        decoder.prime(ref_codes)
+    frames = model.iter_codes(segment, voice=plan.voice, language=plan.language,
+                              sampling=_segment_params(sampling, index, limit))
+    pending: list[torch.Tensor] = []
+    need, produced = plan.first_chunk_frames, 0
+    try:
+        while True:
+            if cancel.is_set():
+                return StopReason.CANCELLED  # pending frames are dropped: stop means stop
+            codes = next(frames, None)
+            if codes is None:
+                break
+            produced += 1
+            pending.append(codes)
+            if len(pending) < need:
+                yield None
+                continue
+            yield chunk(_decode(decoder, pending), len(pending), index)
+            pending, need = [], plan.chunk_frames
+        if pending:
+            yield chunk(_decode(decoder, pending), len(pending), index)
+    finally:
+        frames.close()  # releases the talker caches now, not at garbage collection
+    return at_limit if produced >= limit else StopReason.EOS
+
+
+def _decode(decoder, frames: list[torch.Tensor]) -> np.ndarray:
+    pcm = decoder.push(torch.stack(frames))  # [n, 16] -> [n * hop]
+    return pcm.detach().to("cpu", torch.float32).numpy()
+
+
+# ---------------------------------------------------------------------------------------
+# the public method
+
+
+class SynthesisStream:
+    """Iterable of AudioChunks for one request; `metrics` fills in as it runs.
+
+    Iterating drives generation in the consumer's thread. `cancel()` (or setting the event
+    passed to `stream`) ends it within one frame; `close()` abandons it.
+    """
+
+    def __init__(self, model, plan: RequestPlan, cancel: threading.Event | None = None):
+        self.plan = plan
+        self.cancel_event = cancel or threading.Event()
+        self.metrics = RequestMetrics(submitted_at=plan.submitted_at)
+        self._steps = stream_steps(model, plan, self.cancel_event, self.metrics)
+
+    def __iter__(self) -> Iterator[AudioChunk]:
+        for item in self._steps:
+            if item is not None:
+                yield item
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def close(self) -> None:
+        self._steps.close()
+
+
+def stream(model, text: str, voice=None, language: str | None = "auto", sampling: SamplingParams | None = None, *,
+           chunk_frames: int = DEFAULT_CHUNK_FRAMES, first_chunk_frames: int = DEFAULT_FIRST_CHUNK_FRAMES,
+           cancel: threading.Event | None = None, segment_pause_s: float = SEGMENT_PAUSE_S, split: bool = True,
+           length_guard: bool = True) -> SynthesisStream:
+    """Synthesize `text` as a stream of AudioChunks (module docstring; `TTSModel.stream`).
+
+    voice: a VoicePrompt (or None); language: name, ISO code or "auto"; sampling:
+    SamplingParams (default: the checkpoint's generation_config.json); cancel: a
+    threading.Event that stops the stream within one frame. Bad input raises here, before
+    anything runs: InvalidTextError, UnsupportedLanguageError, InvalidParameterError.
+    """
+    supported = getattr(getattr(getattr(model, "config", None), "talker", None), "language_ids", None)
+    plan = plan_request(text, voice, language, sampling, chunk_frames=chunk_frames,
+                        first_chunk_frames=first_chunk_frames, segment_pause_s=segment_pause_s, split=split,
+                        length_guard=length_guard, supported_languages=supported)
+    return SynthesisStream(model, plan, cancel)

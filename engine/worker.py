@@ -1,0 +1,549 @@
+"""One worker thread that owns the model on its device and serves many sessions.
+
+Sessions (a WebSocket connection, an HTTP request, the UI) submit requests from any thread
+or asyncio task and consume the results as they are produced. The worker runs *jobs*:
+a job is a function `job(cancel, metrics) -> iterator` whose every `next()` does one
+small unit of work (one codec frame for synthesis) and returns an item for the consumer
+(an audio chunk) or None (nothing to hand over yet).
+
+Scheduling:
+- Each session runs at most one request at a time (its requests are spoken in order);
+  up to `max_active` sessions run at once and the worker advances their requests one
+  step each in turn, so every active stream progresses at the same frame rate.
+- A free slot goes to the waiting session served least recently (round-robin), so a
+  session that queues many requests cannot starve the others.
+- `RequestHandle.position` is the estimated number of requests that start before this
+  one plus 1 (0 once running), following that round-robin order.
+- At most `max_waiting` requests wait in all (`max_waiting_per_session` per session);
+  beyond that `submit` raises `BusyError` at once.
+- A job that raises fails its own request only. On CUDA out-of-memory the worker empties
+  the CUDA cache and restarts the request once if it has not delivered anything yet;
+  otherwise (or on a second OOM) that request fails with code GPU_OUT_OF_MEMORY.
+- Cancelling stops a running request before its next step (within one frame) and closes
+  its iterator, which frees its state; the consumer sees a clean end of stream.
+
+Device, dtype and model come from the arguments, else the environment variables
+TTS_DEVICE, TTS_DTYPE and TTS_MODEL_ID, else CUDA + bfloat16 when a GPU is present, else
+CPU + bfloat16 where oneDNN has packed bf16 linears (the faster CPU dtype in
+engine/bench/e2e.py), else CPU + float32.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import threading
+from collections import deque
+from typing import Any, Callable, Iterator
+
+import torch
+
+from engine.errors import EngineError, InvalidParameterError
+from engine.metrics import RequestMetrics, StopReason
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_ID = "Qwen/Qwen3-TTS-12Hz-0.6B-Base"
+_OOM_ERRORS = tuple({getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),
+                     torch.cuda.OutOfMemoryError})
+_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
+           "float16": torch.float16, "half": torch.float16, "fp32": torch.float32,
+           "float32": torch.float32, "float": torch.float32}
+
+Job = Callable[[threading.Event, RequestMetrics], Iterator[Any]]
+
+
+class BusyError(EngineError):
+    """Too many requests are waiting; try again shortly."""
+
+    code = "RATE_LIMITED"
+
+
+class SynthesisError(EngineError):
+    """A request failed inside the worker (the cause is chained); other requests go on."""
+
+    code = "SYNTHESIS_ERROR"
+
+    def __init__(self, message: str, code: str | None = None):
+        super().__init__(message)
+        if code:
+            self.code = code
+
+
+class WorkerStoppedError(EngineError):
+    """The worker is stopped or its model failed to load."""
+
+    code = "MODEL_LOADING"
+
+
+# ---------------------------------------------------------------------------------------
+# device / dtype / model id
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """`device`, else $TTS_DEVICE, else "cuda" when available, else "cpu"."""
+    device = device or os.environ.get("TTS_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except RuntimeError as e:
+        raise InvalidParameterError(f"bad device {device!r}: {e}") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidParameterError(f"device {device} was asked for but no CUDA GPU is available")
+    return device
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """bfloat16 on CUDA; on CPU bfloat16 where oneDNN runs packed bf16 linears (about 2x
+    faster than float32 end to end in engine/bench/e2e.py), else float32."""
+    from engine.layers import cpu_bf16_packing_available
+
+    if device.type == "cuda" or (device.type == "cpu" and cpu_bf16_packing_available()):
+        return torch.bfloat16
+    return torch.float32
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """`dtype`, else $TTS_DTYPE, else `default_dtype(device)`."""
+    dtype = dtype or os.environ.get("TTS_DTYPE") or default_dtype(device)
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    key = str(dtype).lower().removeprefix("torch.")
+    if key not in _DTYPES:
+        raise InvalidParameterError(f"bad dtype {dtype!r}; use one of {sorted(_DTYPES)}")
+    return _DTYPES[key]
+
+
+def resolve_model_id(model_id: str | None = None) -> str:
+    """`model_id`, else $TTS_MODEL_ID, else the 0.6B Base model on the Hub."""
+    return model_id or os.environ.get("TTS_MODEL_ID") or DEFAULT_MODEL_ID
+
+
+# ---------------------------------------------------------------------------------------
+# requests and sessions
+
+
+class RequestHandle:
+    """The consumer's side of one request: iterate it (sync or async) to get its items.
+
+    Iteration ends cleanly when the request completes or is cancelled, and raises the
+    request's error if it failed. `position`, `state` and `metrics` can be read any time.
+    """
+
+    def __init__(self, worker: "EngineWorker", session: "Session", job: Job, request_id: int):
+        self.id = request_id
+        self.session = session
+        self.metrics = RequestMetrics()
+        self.error: BaseException | None = None
+        self.state = "waiting"  # waiting | running | done | cancelled | failed
+        self._worker = worker
+        self._job = job
+        self._cancel = threading.Event()
+        self._items: deque = deque()
+        self._finished = False
+        self._cond = threading.Condition(worker._lock)
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
+        self._iterator: Iterator | None = None
+        self._delivered = 0
+        self._retried = False
+
+    @property
+    def position(self) -> int | None:
+        """0 running; n >= 1: n-1 requests start before this one; None once finished."""
+        return self._worker._position(self)
+
+    @property
+    def done(self) -> bool:
+        return self._finished
+
+    def cancel(self) -> None:
+        """Stop the request: a waiting one never starts, a running one stops within one step."""
+        self._cancel.set()
+        self._worker._wake(self)
+
+    # ---- consuming ----------------------------------------------------------------
+    def get(self, timeout: float | None = None) -> Any:
+        """Next item; raises StopIteration at the end, TimeoutError if none in `timeout` s."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._items or self._finished, timeout):
+                raise TimeoutError(f"no output from request {self.id} within {timeout} s")
+            if self._items:
+                return self._items.popleft()
+        self._raise_if_failed()
+        raise StopIteration
+
+    def __iter__(self):
+        while True:
+            try:
+                yield self.get()
+            except StopIteration:
+                return
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> Any:
+        while True:
+            with self._cond:
+                if self._items:
+                    return self._items.popleft()
+                if not self._finished:
+                    loop = asyncio.get_running_loop()
+                    future = loop.create_future()
+                    self._waiters.append((loop, future))
+            if self._finished and not self._items:
+                self._raise_if_failed()
+                raise StopAsyncIteration
+            await future
+
+    def result(self, timeout: float | None = None) -> list:
+        """Block until the request ends and return all its (not yet consumed) items."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._finished, timeout):
+                raise TimeoutError(f"request {self.id} not finished within {timeout} s")
+            items = list(self._items)
+            self._items.clear()
+        self._raise_if_failed()
+        return items
+
+    def _raise_if_failed(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    # ---- producing (worker thread, lock held) ---------------------------------------
+    def _push(self, item: Any) -> None:
+        self._items.append(item)
+        self._delivered += 1
+        self._notify()
+
+    def _finish(self, state: str, error: BaseException | None = None) -> None:
+        self.state, self.error, self._finished = state, error, True
+        self._iterator = None
+        self._notify()
+
+    def _notify(self) -> None:
+        self._cond.notify_all()
+        waiters, self._waiters = self._waiters, []
+        for loop, future in waiters:
+            try:
+                loop.call_soon_threadsafe(_resolve, future)
+            except RuntimeError:  # the consumer's loop is closed: nobody is listening
+                pass
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class Session:
+    """A client of the worker (one connection, one user): its requests run in order."""
+
+    def __init__(self, worker: "EngineWorker", name: str):
+        self.worker = worker
+        self.name = name
+        self.pending: deque[RequestHandle] = deque()
+        self.active: RequestHandle | None = None
+        self.closed = False
+
+    def submit(self, job: Job) -> RequestHandle:
+        """Queue a job (see module docstring); raises BusyError when the queue is full."""
+        return self.worker._submit(self, job)
+
+    def speak(self, text: str, **kwargs) -> RequestHandle:
+        """Queue a synthesis request; items are `engine.streaming.AudioChunk`s.
+
+        kwargs are those of `engine.streaming.stream` (voice, language, sampling,
+        chunk_frames, first_chunk_frames, ...). Text and language are checked here, in
+        the caller's thread, so bad input raises at once.
+        """
+        from engine import streaming
+
+        plan = streaming.plan_request(text, **kwargs)
+        return self.submit(lambda cancel, metrics: streaming.stream_steps(
+            self.worker.model, plan, cancel=cancel, metrics=metrics))
+
+    def cancel_all(self) -> None:
+        """Cancel this session's running and waiting requests."""
+        for handle in [self.active, *self.pending]:
+            if handle is not None:
+                handle.cancel()
+
+    def close(self) -> None:
+        """Cancel everything and refuse further requests."""
+        self.closed = True
+        self.cancel_all()
+
+
+# ---------------------------------------------------------------------------------------
+# the worker
+
+
+class EngineWorker:
+    """Owns the model on one device and runs the requests of all sessions (module docstring).
+
+    model: an already loaded model, or None to load `model_id` on the worker thread with
+        `loader(model_id, device=..., dtype=...)` (default `engine.load_model`).
+    Use `start()` (or a `with` block), then `session()` per client.
+    """
+
+    def __init__(self, model=None, *, model_id: str | None = None, device=None, dtype=None,
+                 max_active: int = 4, max_waiting: int = 32, max_waiting_per_session: int = 8,
+                 loader: Callable | None = None, name: str = "tts-worker"):
+        if max_active < 1 or max_waiting < 0 or max_waiting_per_session < 0:
+            raise InvalidParameterError("max_active must be >= 1 and the waiting limits >= 0")
+        self.model = model
+        self.model_id = None if model is not None else resolve_model_id(model_id)
+        self.device = resolve_device(device or getattr(model, "device", None))
+        self.dtype = resolve_dtype(dtype or getattr(model, "dtype", None), self.device)
+        self.max_active, self.max_waiting = max_active, max_waiting
+        self.max_waiting_per_session = max_waiting_per_session
+        self.state = "ready" if model is not None else "not_loaded"  # + loading | failed | stopped
+        self.load_error: BaseException | None = None
+        self._loader = loader
+        self._lock = threading.RLock()
+        self._work = threading.Condition(self._lock)
+        self._rr: deque[Session] = deque()  # sessions, least recently started first
+        self._active: list[RequestHandle] = []
+        self._ids = itertools.count(1)
+        self._sessions = itertools.count(1)
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    # ---- lifecycle ------------------------------------------------------------------
+    def start(self) -> "EngineWorker":
+        if not self._thread.is_alive():
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        """Cancel every request and end the thread."""
+        with self._lock:
+            self._stopping = True
+            for handle in self._all_requests():
+                handle._cancel.set()
+            self._work.notify_all()
+        if not self._thread.is_alive():
+            self._finish_all()
+        elif threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def __enter__(self) -> "EngineWorker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until the model is loaded (True) or failed/stopped (False)."""
+        with self._lock:
+            self._work.wait_for(lambda: self.state in ("ready", "failed", "stopped"), timeout)
+            return self.state == "ready"
+
+    def session(self, name: str | None = None) -> Session:
+        return Session(self, name or f"session-{next(self._sessions)}")
+
+    @property
+    def waiting(self) -> int:
+        with self._lock:
+            return sum(len(s.pending) for s in self._rr)
+
+    @property
+    def running(self) -> int:
+        with self._lock:
+            return len(self._active)
+
+    def status(self) -> dict:
+        """For health checks: state (not_loaded | loading | ready | failed | stopped), the
+        failure reason, device, dtype, running and waiting requests."""
+        with self._lock:
+            return dict(state=self.state, reason=str(self.load_error) if self.load_error else None,
+                        model_id=self.model_id or getattr(self.model, "model_id", None), device=str(self.device),
+                        dtype=str(self.dtype).removeprefix("torch."), running=len(self._active),
+                        waiting=self.waiting)
+
+    # ---- submission and queue positions ------------------------------------------------
+    def _submit(self, session: Session, job: Job) -> RequestHandle:
+        with self._lock:
+            if self._stopping or self.state in ("failed", "stopped"):
+                reason = f": {self.load_error}" if self.load_error else ""
+                raise WorkerStoppedError(f"the synthesis worker is {self.state}{reason}")
+            if session.closed:
+                raise InvalidParameterError(f"{session.name} is closed")
+            if self.waiting >= self.max_waiting:
+                raise BusyError(f"the server is busy: {self.max_waiting} requests are already "
+                                "waiting; try again in a few seconds")
+            if len(session.pending) >= self.max_waiting_per_session:
+                raise BusyError(f"{session.name} already has {len(session.pending)} requests "
+                                "waiting; wait for them to finish or cancel them")
+            handle = RequestHandle(self, session, job, next(self._ids))
+            session.pending.append(handle)
+            if session not in self._rr:
+                self._rr.append(session)
+            self._work.notify_all()
+            return handle
+
+    def _position(self, handle: RequestHandle) -> int | None:
+        with self._lock:
+            if handle._finished:
+                return None
+            if handle.state == "running":
+                return 0
+            session = handle.session
+            index = session.pending.index(handle)
+            order = list(self._rr)
+            me = order.index(session)
+            ahead = index  # this session's own earlier requests
+            for i, other in enumerate(order):
+                if other is not session:  # one start per round each, in round-robin order
+                    ahead += min(len(other.pending), index + (1 if i < me else 0))
+            return ahead + 1
+
+    def _wake(self, handle: RequestHandle) -> None:
+        with self._lock:
+            if handle.state == "waiting" and handle in handle.session.pending:
+                handle.session.pending.remove(handle)
+                handle.metrics.finish(StopReason.CANCELLED)
+                handle._finish("cancelled")
+            self._work.notify_all()
+
+    def _all_requests(self) -> list[RequestHandle]:
+        return self._active + [h for s in self._rr for h in s.pending]
+
+    # ---- the thread -----------------------------------------------------------------
+    def _run(self) -> None:
+        if self.model is None and not self._load():
+            return
+        with torch.inference_mode():
+            while True:
+                with self._lock:
+                    self._admit()
+                    if not self._active:
+                        if self._stopping:
+                            break
+                        self._work.wait()
+                        continue
+                    batch = list(self._active)
+                for handle in batch:  # one step each: round-robin progress
+                    self._step(handle)
+        self._finish_all()
+
+    def _finish_all(self) -> None:
+        with self._lock:
+            if self.state != "failed":
+                self.state = "stopped"
+            for handle in self._all_requests():
+                handle.metrics.finish(StopReason.CANCELLED)
+                handle._finish("cancelled")
+            for session in self._rr:
+                session.pending.clear()
+            self._active.clear()
+            self._work.notify_all()
+
+    def _load(self) -> bool:
+        with self._lock:
+            self.state = "loading"
+        try:
+            loader = self._loader
+            if loader is None:
+                from engine import load_model as loader
+            model = loader(self.model_id, device=self.device, dtype=self.dtype)
+        except Exception as e:  # noqa: BLE001 - any load failure is reported, never raised here
+            log.exception("loading %s failed", self.model_id)
+            with self._lock:
+                self.state, self.load_error = "failed", e
+                error = WorkerStoppedError(f"the model {self.model_id} failed to load: {e}")
+                for handle in self._all_requests():
+                    handle._finish("failed", error)
+                for session in self._rr:
+                    session.pending.clear()
+                self._work.notify_all()
+            return False
+        with self._lock:
+            self.model, self.state = model, "ready"
+            self._work.notify_all()
+        return True
+
+    def _admit(self) -> None:
+        """Fill free slots from waiting sessions, least recently served first (lock held)."""
+        for session in list(self._rr):
+            if len(self._active) >= self.max_active:
+                return
+            if session.active is not None or not session.pending:
+                continue
+            handle = session.pending.popleft()
+            session.active = handle
+            handle.state = "running"
+            handle.metrics.mark_started()
+            self._active.append(handle)
+            self._rr.remove(session)
+            self._rr.append(session)
+        for session in [s for s in self._rr if not s.pending and s.active is None]:
+            self._rr.remove(session)
+
+    def _step(self, handle: RequestHandle) -> None:
+        """Advance one request by one step; every failure ends that request only."""
+        if handle._cancel.is_set():
+            self._end(handle, "cancelled", reason=StopReason.CANCELLED)
+            return
+        try:
+            if handle._iterator is None:
+                handle._iterator = iter(handle._job(handle._cancel, handle.metrics))
+            item = next(handle._iterator)
+        except StopIteration:
+            if handle._cancel.is_set():
+                self._end(handle, "cancelled", reason=StopReason.CANCELLED)
+            else:
+                self._end(handle, "done")
+            return
+        except _OOM_ERRORS as e:
+            self._out_of_memory(handle, e)
+            return
+        except Exception as e:  # noqa: BLE001 - isolate the failure to this request
+            log.warning("request %s of %s failed: %r", handle.id, handle.session.name, e)
+            error = e if isinstance(e, EngineError) else SynthesisError(f"synthesis failed: {e}")
+            if error is not e:
+                error.__cause__ = e
+            self._end(handle, "failed", error=error, reason=StopReason.ERROR)
+            return
+        if item is not None:
+            with self._lock:
+                handle._push(item)
+
+    def _out_of_memory(self, handle: RequestHandle, error: BaseException) -> None:
+        _close(handle)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if not handle._retried and handle._delivered == 0:
+            log.warning("request %s ran out of GPU memory; retrying once", handle.id)
+            handle._retried = True
+            submitted = handle.metrics.submitted_at
+            handle.metrics = RequestMetrics(submitted_at=submitted)
+            handle.metrics.mark_started()
+            return
+        failure = SynthesisError(f"out of GPU memory: {error}", code="GPU_OUT_OF_MEMORY")
+        failure.__cause__ = error
+        self._end(handle, "failed", error=failure, reason=StopReason.ERROR)
+
+    def _end(self, handle: RequestHandle, state: str, error: BaseException | None = None,
+             reason: StopReason | None = None) -> None:
+        _close(handle)
+        with self._lock:
+            handle.metrics.finish(reason)
+            if handle in self._active:
+                self._active.remove(handle)
+            if handle.session.active is handle:
+                handle.session.active = None
+            handle._finish(state, error)
+            self._work.notify_all()
+
+
+def _close(handle: RequestHandle) -> None:
+    """Close the request's iterator so its generator frees its state now."""
+    iterator, handle._iterator = handle._iterator, None
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:  # noqa: BLE001 - a failing cleanup must not take the worker down
+            log.exception("closing request %s failed", handle.id)

@@ -66,3 +66,47 @@ class KVCache(nn.Module):
         self.k.index_copy_(2, input_pos, k)
         self.v.index_copy_(2, input_pos, v)
         return self.k, self.v
+
+
+# --- CPU bfloat16 linears (inserted by CORE) ----------------------------------------------
+
+
+def cpu_bf16_packing_available() -> bool:
+    """Whether oneDNN can run pre-packed bfloat16 linears on this CPU."""
+    ops = getattr(torch.ops, "mkldnn", None)
+    return (torch.backends.mkldnn.is_available() and ops is not None
+            and hasattr(ops, "_reorder_linear_weight") and hasattr(ops, "_linear_pointwise")
+            and bool(getattr(ops, "_is_mkldnn_bf16_supported", lambda: False)()))
+
+
+class PackedLinear(nn.Module):
+    """A bfloat16 nn.Linear for CPU with its weight pre-packed for oneDNN.
+
+    Why: a plain bf16 matmul on CPU re-packs the weight on every call, which makes one-row
+    decode steps slower than float32; packed once, bf16 runs 2-3x faster than float32 (half
+    the bytes to read). The packed weight replaces the original (no second copy).
+    """
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), 1)
+        self.register_buffer("packed_weight", packed, persistent=False)
+        self.bias = linear.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, self.in_features), self.packed_weight, self.bias,
+                                               "none", [], "")
+        return y.view(*x.shape[:-1], self.out_features)
+
+
+def pack_linears_for_cpu(module: nn.Module) -> int:
+    """Replace every bfloat16 CPU nn.Linear inside `module` by a PackedLinear (inference only);
+    returns how many were replaced (0 where oneDNN bf16 is unavailable)."""
+    if not cpu_bf16_packing_available():
+        return 0
+    targets = [(parent, name) for parent in module.modules() for name, child in parent.named_children()
+               if type(child) is nn.Linear and child.weight.dtype == torch.bfloat16 and child.weight.device.type == "cpu"]
+    for parent, name in targets:  # one at a time, so each original weight is freed as it is replaced
+        setattr(parent, name, PackedLinear(getattr(parent, name)))
+    return len(targets)

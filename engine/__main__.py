@@ -92,12 +92,12 @@ def cmd_say(args) -> int:
     t0 = time.perf_counter()
     model = _load(model_id, device, dtype)
     transcript = None if args.xvec else args.ref_text
-    voice = _voice(model, wav, sr, transcript)
+    voice = model.create_voice_prompt(wav, sr, transcript=transcript)
     print(f"loaded {model_id} on {device} ({str(dtype).removeprefix('torch.')}) and the voice in "
           f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
     overrides = {k: v for k, v in (("seed", args.seed), ("max_new_tokens", args.max_new_tokens)) if v is not None}
     sampling = model.default_sampling(**overrides) if hasattr(model, "default_sampling") else SamplingParams(**overrides)
-    stream = _stream(model, text, voice=voice, language=args.language, sampling=sampling,
+    stream = model.stream(text, voice=voice, language=args.language, sampling=sampling,
                      chunk_frames=args.chunk_frames)
     bar = None if args.quiet else ProgressBar(stream.plan.segments)
     pieces, sample_rate = [], 24000
@@ -119,35 +119,7 @@ def cmd_say(args) -> int:
 def _load(model_id, device, dtype):
     from engine import load_model
 
-    model = load_model(model_id, device=device, dtype=dtype)
-    if getattr(model, "codec_decoder", None) is None:  # until load_model attaches the codec parts
-        from engine.loader import load_codec_decoder
-
-        model.codec_decoder = load_codec_decoder(model.folder / "speech_tokenizer", device=device, dtype=dtype)
-    return model
-
-
-def _voice(model, wav, sr, transcript):
-    if hasattr(model, "create_voice_prompt"):
-        return model.create_voice_prompt(wav, sr, transcript=transcript)
-    from engine.loader import load_codec_encoder
-    from engine.streaming import pad_reference
-    from engine.voice_prompt import build_voice_prompt
-
-    encoder = None
-    if transcript is not None:
-        encoder = load_codec_encoder(model.folder / "speech_tokenizer", device=model.device)
-        wav = pad_reference(wav, sr)
-    return build_voice_prompt(wav, sr, transcript, speaker_encoder=model.speaker_encoder, codec_encoder=encoder,
-                              model_id=model.model_id, revision=model.revision)
-
-
-def _stream(model, text, **kwargs):
-    if hasattr(model, "stream"):
-        return model.stream(text, **kwargs)
-    from engine.streaming import stream
-
-    return stream(model, text, **kwargs)
+    return load_model(model_id, device=device, dtype=dtype)
 
 
 class ProgressBar:

@@ -22,6 +22,10 @@ SILENCE_PEAK = 1e-3  # -60 dBFS: a peak below this is silence (or a broken captu
 MAX_FLOAT_PEAK = 2.0  # float samples above this are integer PCM mistaken for float
 MAX_CHANNELS = 8
 MIN_RATE, MAX_RATE = 8000, 384000
+# Silence appended to an ICL reference before it is encoded. The model continues the
+# reference; a clip cut right after its last phoneme makes the first generated phoneme
+# continue that one, a known Qwen3-TTS artefact that half a second of silence removes.
+REFERENCE_SILENCE_S = 0.5
 
 
 def to_mono(wav) -> np.ndarray:
@@ -105,3 +109,12 @@ def load_reference(wav, sr, target_sr: int = MODEL_SAMPLE_RATE, *,
     mono = to_mono(wav)
     check_audio(mono, sr, min_seconds=min_seconds)
     return resample(mono, sr, target_sr)
+
+
+def append_silence(wav: np.ndarray, sr: int, seconds: float) -> np.ndarray:
+    """Mono float32 audio with `seconds` of silence appended (0 <= seconds <= 5; 0: unchanged)."""
+    if not isinstance(seconds, (int, float)) or not 0 <= seconds <= 5:
+        raise AudioInputError(f"reference silence must be between 0 and 5 seconds, got {seconds!r}")
+    mono = to_mono(wav)
+    pad = int(round(float(sr) * seconds))
+    return np.concatenate([mono, np.zeros(pad, dtype=np.float32)]) if pad else mono

@@ -11,16 +11,24 @@ from typing import Iterator
 
 import torch
 
+import numpy as np
+
+from engine import streaming
+from engine.audio import REFERENCE_SILENCE_S
+from engine.codec_config import CodecConfig
+from engine.codec_decoder import StreamingDecoder
 from engine.config import GenerationDefaults, TTSConfig
 from engine.errors import InvalidParameterError
 from engine.generation import generate, iter_frames
 from engine.languages import AUTO, normalize_language
 from engine.layers import cpu_bf16_packing_available, pack_linears_for_cpu
-from engine.loader import (TensorSource, check_components, load_code_predictor, load_speaker_encoder,
+from engine.loader import (TensorSource, check_components, load_code_predictor, load_codec_decoder,
+                           load_codec_encoder, load_speaker_encoder,
                            load_talker, read_json, resolve_checkpoint)
 from engine.prompt import PromptBuilder, TalkerPrompt
 from engine.sampling import SamplingParams
 from engine.text_tokenizer import TextTokenizer
+from engine.voice_prompt import VoicePrompt, build_voice_prompt
 
 
 def load_config(folder: Path) -> TTSConfig:
@@ -47,6 +55,19 @@ def load_talker_parts(folder: Path, config: TTSConfig, *, device, dtype):
         pack_linears_for_cpu(talker)
         pack_linears_for_cpu(predictor)
     return talker, predictor
+
+
+def load_codec_parts(folder: Path, *, device, dtype):
+    """(codec config, codec decoder, codec encoder) from speech_tokenizer/.
+
+    The decoder runs in the model's dtype (it runs every frame); the encoder stays float32:
+    it runs once per voice, and its nearest-codebook search must match the official codes.
+    """
+    codec_dir = Path(folder) / "speech_tokenizer"
+    codec = CodecConfig.from_hf(read_json(codec_dir, "config.json"))
+    decoder = load_codec_decoder(codec_dir, codec, device=device, dtype=dtype)
+    encoder = load_codec_encoder(codec_dir, device=device, dtype=torch.float32)
+    return codec, decoder, encoder
 
 
 def default_device() -> torch.device:
@@ -76,10 +97,13 @@ def load_model(repo_id_or_dir: str | Path, revision: str | None = None, device=N
     tokenizer = TextTokenizer.from_dir(folder)
     talker, predictor = load_talker_parts(folder, config, device=device, dtype=dtype)
     speaker_encoder = load_speaker_encoder(folder, config.speaker_encoder, device=device, dtype=dtype)
+    codec, codec_decoder, codec_encoder = load_codec_parts(folder, device=device, dtype=dtype)
     is_local = Path(repo_id_or_dir).expanduser().is_dir()
-    return TTSModel(config=config, tokenizer=tokenizer, talker=talker, predictor=predictor,
-                    speaker_encoder=speaker_encoder, generation_defaults=load_generation_defaults(folder),
-                    folder=folder, model_id=str(repo_id_or_dir), revision=None if is_local else folder.name)
+    model = TTSModel(config=config, tokenizer=tokenizer, talker=talker, predictor=predictor,
+                     speaker_encoder=speaker_encoder, generation_defaults=load_generation_defaults(folder),
+                     folder=folder, model_id=str(repo_id_or_dir), revision=None if is_local else folder.name)
+    model.codec_config, model.codec_decoder, model.codec_encoder = codec, codec_decoder, codec_encoder
+    return model
 
 
 class TTSModel:
@@ -94,7 +118,8 @@ class TTSModel:
         self.talker = talker
         self.predictor = predictor
         self.speaker_encoder = speaker_encoder
-        self.codec_decoder = None  # attached by the codec loader
+        self.codec_config: CodecConfig | None = None  # attached by load_model (speech_tokenizer/)
+        self.codec_decoder = None
         self.codec_encoder = None
         self.generation_defaults = generation_defaults or GenerationDefaults()
         self.folder = folder
@@ -180,3 +205,48 @@ class TTSModel:
         sampling = sampling or self.default_sampling()
         prompt = self.build_prompt(text, voice, language, non_streaming_mode)
         return generate(self.talker, self.predictor, prompt, sampling, self.config.talker.codec_eos_id)
+
+    # --- audio: the codec (speech_tokenizer/) -------------------------------------------
+
+    @property
+    def sample_rate(self) -> int:
+        """Output sample rate of the codec decoder (24 kHz for the released models)."""
+        self._require_codec()
+        return self.codec_config.output_sample_rate
+
+    def _require_codec(self):
+        if self.codec_decoder is None:
+            raise InvalidParameterError("this model was loaded without its codec decoder (speech_tokenizer/)")
+        return self.codec_decoder
+
+    def decode(self, codes: torch.Tensor, voice: VoicePrompt | None = None) -> np.ndarray:
+        """Codes [frames, 16] -> float32 mono waveform in [-1, 1] at `sample_rate`.
+
+        With an ICL `voice` the decoder is first primed with its reference codes, so the
+        first frames have their acoustic context; the reference's own samples are not returned.
+        """
+        decoder = StreamingDecoder(self._require_codec())
+        if voice is not None and voice.mode == "icl" and voice.ref_codes is not None:
+            decoder.prime(voice.ref_codes)
+        return decoder.push(codes).cpu().numpy()
+
+    def create_voice_prompt(self, wav, sr: int, transcript: str | None = None, *,
+                            x_vector_only: bool | None = None,
+                            reference_silence_s: float = REFERENCE_SILENCE_S) -> VoicePrompt:
+        """A reference clip -> VoicePrompt for `voice=`.
+
+        wav: mono or multi-channel audio (numpy or torch) at any rate `sr`; it is resampled
+            band-limited to 24 kHz and refused (AudioInputError) when empty, silent,
+            non-finite or shorter than 1 s.
+        transcript: what the clip says -> an ICL prompt (x-vector + reference codes + text);
+            None -> an x-vector-only prompt (no codes).
+        reference_silence_s: silence appended before the clip is encoded (ICL only; see
+            engine.audio.REFERENCE_SILENCE_S); 0 reproduces the official prompt exactly.
+        """
+        with torch.inference_mode():
+            return build_voice_prompt(wav, sr, transcript, speaker_encoder=self.speaker_encoder,
+                                      codec_encoder=self.codec_encoder, model_id=self.model_id,
+                                      revision=self.revision, x_vector_only=x_vector_only,
+                                      reference_silence_s=reference_silence_s)
+
+    stream = streaming.stream

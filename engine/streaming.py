@@ -30,9 +30,8 @@ For one segment, concatenating the chunks gives exactly `model.decode` of
 `model.generate_codes` with the same seed (with ICL: the decode of reference + generated
 codes, minus the reference's samples), because the streaming decoder is exact.
 
-`pad_reference` is the ICL reference preparation: ~0.5 s of silence appended to the
-reference clip before it is encoded, so the first generated phoneme does not continue the
-reference's last one (the prompt then ends in silence).
+The ICL reference itself is prepared in `TTSModel.create_voice_prompt`, which appends
+~0.5 s of silence before encoding it (engine.audio.REFERENCE_SILENCE_S).
 """
 from __future__ import annotations
 
@@ -53,7 +52,6 @@ from engine.text_split import MAX_SEGMENT_UNITS, length_guard_frames, split_text
 DEFAULT_CHUNK_FRAMES = 4
 DEFAULT_FIRST_CHUNK_FRAMES = 1
 SEGMENT_PAUSE_S = 0.2
-REFERENCE_SILENCE_S = 0.5
 SAMPLE_RATE = 24000
 
 
@@ -119,22 +117,6 @@ def plan_request(text: str, voice=None, language: str | None = "auto", sampling:
     return RequestPlan(text=validate_text(text), segments=segments, voice=voice, language=language,
                        sampling=sampling, chunk_frames=chunk_frames, first_chunk_frames=first_chunk_frames,
                        segment_pause_s=float(segment_pause_s), length_guard=bool(length_guard))
-
-
-def pad_reference(wav, sr: int, silence_s: float = REFERENCE_SILENCE_S) -> np.ndarray:
-    """The reference clip as mono float32 with `silence_s` seconds of silence appended.
-
-    Use it on ICL references before encoding them (create_voice_prompt does): the model
-    continues the reference, and a reference cut right after its last phoneme makes the
-    first generated phoneme continue that one. 0 disables it.
-    """
-    from engine.audio import to_mono
-
-    if not isinstance(silence_s, (int, float)) or not 0 <= silence_s <= 5:
-        raise InvalidParameterError(f"reference silence must be between 0 and 5 seconds, got {silence_s!r}")
-    mono = to_mono(wav)
-    pad = int(round(float(sr) * silence_s))
-    return np.concatenate([mono, np.zeros(pad, dtype=np.float32)]) if pad else mono
 
 
 # ---------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from engine.audio import load_reference, resample, to_mono
+from engine.audio import append_silence, load_reference, resample, to_mono
 from engine.errors import InvalidParameterError
 
 FORMAT = "qwen3-tts-voice-prompt"
@@ -150,7 +150,7 @@ def _safetensors_metadata(data: bytes) -> dict:
 
 def build_voice_prompt(wav, sr: int, transcript: str | None = None, *, speaker_encoder, codec_encoder,
                        model_id: str, revision: str | None = None, x_vector_only: bool | None = None,
-                       meta: dict[str, str] | None = None) -> VoicePrompt:
+                       reference_silence_s: float = 0.0, meta: dict[str, str] | None = None) -> VoicePrompt:
     """Reference clip -> VoicePrompt (what `model.create_voice_prompt` does).
 
     wav: numpy array or tensor, mono [N] or [N, C] / [C, N], any rate `sr` (resampled
@@ -159,6 +159,10 @@ def build_voice_prompt(wav, sr: int, transcript: str | None = None, *, speaker_e
         None: an x-vector-only prompt. `x_vector_only=True` forces x-vector mode (the text
         is kept as metadata); codec_encoder may then be None.
     speaker_encoder / codec_encoder: `SpeakerEncoder` / `CodecEncoder` of the loaded model.
+    reference_silence_s: silence appended to the clip before it is encoded into reference
+        codes (engine.audio.REFERENCE_SILENCE_S explains why); the x-vector is computed on
+        the clip as given, as the official pipeline does. 0 (the default) is the official
+        behaviour.
     """
     if x_vector_only is None:
         x_vector_only = transcript is None
@@ -174,6 +178,7 @@ def build_voice_prompt(wav, sr: int, transcript: str | None = None, *, speaker_e
     if not x_vector_only:
         codec_rate = codec_encoder.cfg.sampling_rate
         wav_codec = wav_spk if codec_rate == spk_rate else resample(to_mono(wav), int(sr), codec_rate)
+        wav_codec = append_silence(wav_codec, codec_rate, reference_silence_s)
         codes = codec_encoder.encode(torch.from_numpy(wav_codec)).cpu()
     return VoicePrompt(xvector=xvector, ref_codes=codes, ref_text=transcript,
                        mode="xvector" if x_vector_only else "icl", model_id=model_id, revision=revision,

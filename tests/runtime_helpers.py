@@ -15,14 +15,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def tiny_model(shape: str = "a"):
     """The tiny checkpoint with its codec decoder and encoder attached (float32, CPU)."""
     from engine import load_model
-    from engine.loader import load_codec_decoder, load_codec_encoder
 
-    model = load_model(FIXTURES / f"tiny_{shape}", device="cpu", dtype=torch.float32)
-    if model.codec_decoder is None:
-        model.codec_decoder = load_codec_decoder(model.folder / "speech_tokenizer")
-    if model.codec_encoder is None:
-        model.codec_encoder = load_codec_encoder(model.folder / "speech_tokenizer")
-    return model
+    return load_model(FIXTURES / f"tiny_{shape}", device="cpu", dtype=torch.float32)
 
 
 def reference_clip(seconds: float = 1.5, sr: int = 24000) -> np.ndarray:
@@ -38,16 +32,8 @@ def reference_clip(seconds: float = 1.5, sr: int = 24000) -> np.ndarray:
 @functools.lru_cache(maxsize=None)
 def voice(shape: str = "a", mode: str = "icl"):
     """A VoicePrompt made by the real speaker and codec encoders of the tiny checkpoint."""
-    from engine.streaming import pad_reference
-    from engine.voice_prompt import build_voice_prompt
-
-    model = tiny_model(shape)
-    wav = reference_clip()
     transcript = "This is the reference clip." if mode == "icl" else None
-    if transcript is not None:
-        wav = pad_reference(wav, 24000)
-    return build_voice_prompt(wav, 24000, transcript, speaker_encoder=model.speaker_encoder,
-                              codec_encoder=model.codec_encoder, model_id=model.model_id)
+    return tiny_model(shape).create_voice_prompt(reference_clip(), 24000, transcript)
 
 
 def one_shot(model, codes: torch.Tensor, voice=None) -> np.ndarray:

@@ -9,7 +9,7 @@ import torch
 from engine.languages import UnsupportedLanguageError
 from engine.metrics import StopReason
 from engine.sampling import SamplingParams
-from engine.streaming import AudioChunk, pad_reference, stream
+from engine.streaming import AudioChunk, stream
 from engine.text_split import InvalidTextError, length_guard_frames, split_text
 from runtime_helpers import one_shot, reference_clip, tiny_model, voice
 
@@ -129,15 +129,20 @@ def test_bad_text_and_languages_are_refused_before_anything_runs():
     assert s.plan.language == "english"
 
 
-def test_pad_reference_appends_silence():
+def test_icl_reference_gets_silence_before_encoding():
+    """create_voice_prompt appends ~0.5 s of silence to an ICL reference before encoding it
+    (6 more frames at the released 12.5 Hz); the x-vector is the clip's own; 0 turns it off."""
+    model = tiny_model("a")
     clip = reference_clip(1.0)
-    padded = pad_reference(clip, 24000)
-    assert padded.shape[0] == 24000 + 12000 and not padded[24000:].any()
-    np.testing.assert_array_equal(padded[:24000], clip)
-    assert pad_reference(clip, 16000, 0.25).shape[0] == 24000 + 4000
-    assert pad_reference(np.stack([clip, clip], 1), 24000, 0).shape == clip.shape  # stereo -> mono
+    padded = model.create_voice_prompt(clip, 24000, "Reference words.")
+    plain = model.create_voice_prompt(clip, 24000, "Reference words.", reference_silence_s=0)
+    extra = round(0.5 * 24000 / model.codec_config.encode_downsample_rate)
+    assert padded.ref_codes.shape[0] == plain.ref_codes.shape[0] + extra
+    torch.testing.assert_close(padded.ref_codes[:plain.ref_codes.shape[0] - 1], plain.ref_codes[:-1])
+    torch.testing.assert_close(padded.xvector, plain.xvector)
+    assert model.create_voice_prompt(clip, 24000, None).ref_codes is None
     with pytest.raises(Exception, match="between 0 and 5"):
-        pad_reference(clip, 24000, -1)
+        model.create_voice_prompt(clip, 24000, "Reference words.", reference_silence_s=-1)
 
 
 class _CountingModel:

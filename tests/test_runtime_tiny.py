@@ -51,19 +51,12 @@ def test_layout_and_official_names(tiny_dir):
 
 def test_loads_strictly_and_speaks(tiny_dir):
     from engine import load_model
-    from engine.loader import load_codec_decoder, load_codec_encoder
     from engine.sampling import SamplingParams
-    from engine.streaming import stream
-    from engine.voice_prompt import build_voice_prompt
 
     model = load_model(tiny_dir, device="cpu")
-    if model.codec_decoder is None:
-        model.codec_decoder = load_codec_decoder(tiny_dir / "speech_tokenizer")
-    encoder = model.codec_encoder or load_codec_encoder(tiny_dir / "speech_tokenizer")
-    prompt = build_voice_prompt(reference_clip(2.0), 24000, "A reference clip.", speaker_encoder=model.speaker_encoder,
-                                codec_encoder=encoder, model_id=str(tiny_dir))
+    prompt = model.create_voice_prompt(reference_clip(2.0), 24000, "A reference clip.", reference_silence_s=0)
     assert prompt.ref_codes.shape == (25, 16)  # 12.5 frames per second, as released
-    s = stream(model, "Hello there, this is a tiny model.", voice=prompt, language="en",
+    s = model.stream("Hello there, this is a tiny model.", voice=prompt, language="en",
                sampling=SamplingParams(seed=0, max_new_tokens=20))
     chunks = list(s)
     audio = np.concatenate([c.pcm for c in chunks])

@@ -109,18 +109,10 @@ zero_torch.move = lambda callback=None: None
 
 def load(model_id, device, dtype):
     from engine import load_model
-    from engine.loader import load_codec_decoder, load_codec_encoder
-    model = load_model(model_id, device=device, dtype=dtype)
-    if model.codec_decoder is None:
-        model.codec_decoder = load_codec_decoder(model.folder / "speech_tokenizer")
-    if model.codec_encoder is None:
-        model.codec_encoder = load_codec_encoder(model.folder / "speech_tokenizer")
-    return model
+    return load_model(model_id, device=device, dtype=dtype)
 
 def build_prompt(model, wav, sr, transcript=None):
-    from engine.voice_prompt import build_voice_prompt
-    return build_voice_prompt(wav, sr, transcript, speaker_encoder=model.speaker_encoder,
-                              codec_encoder=model.codec_encoder, model_id=model.model_id)
+    return model.create_voice_prompt(wav, sr, transcript)
 
 def failing_task(model):
     from engine.errors import InvalidParameterError

@@ -15,6 +15,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """The tiny models' ops are far too small to gain from threads, and on a shared 2-core CI
+    machine a descheduled second thread stalls every op (measured: 13-40x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return FIXTURES

@@ -16,15 +16,6 @@ PARITY_TOL = 1e-4  # ours vs official, float32
 EXACT_TOL = 1e-5  # ours vs ours (chunked vs one pass)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convs are dominated by thread hand-offs; 2 threads on a busy 2-core box is 40x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def decoder(tiny_ckpt):
     return load_codec_decoder(tiny_ckpt / "speech_tokenizer")

@@ -12,14 +12,6 @@ TOL = 1e-5
 CHUNKS = [1, 2, 3, 7, 25]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def decoder(tiny_ckpt):
     return load_codec_decoder(tiny_ckpt / "speech_tokenizer")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -15,16 +14,6 @@ from engine.generation import new_state, talker_forward
 from engine.layers import apply_rope, rope_cos_sin, rope_inv_freq
 
 _MODELS: dict = {}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matmuls gain nothing from threads, and on a shared CPU a second thread that is
-    descheduled stalls every op for a time slice; restore the setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def model_for(ckpt):

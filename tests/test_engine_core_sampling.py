@@ -12,14 +12,6 @@ from engine import InvalidParameterError, SamplingParams, load_model
 from engine.sampling import TalkerSampler, subtalker_pick, temperature_top_k_top_p
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def goldens(golden_dir):
     return (json.loads((golden_dir / "talker.json").read_text(encoding="utf-8"))["filters"],
             load_file(str(golden_dir / "talker.safetensors")))

@@ -16,15 +16,6 @@ from runtime_helpers import one_shot, reference_clip, tiny_model, voice
 TEXT = "Hello there, how are you doing today?"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models are dominated by per-op overhead; extra threads only contend."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def concat(chunks) -> np.ndarray:
     return np.concatenate([c.pcm for c in chunks]) if chunks else np.zeros(0, np.float32)
 

@@ -19,14 +19,6 @@ TEXTS = ["Hello there.", "Good morning to you!", "今天天气很好。", "こ�
          "How are you today?", "Bonjour, ça va ?", "Guten Tag!", "The quick brown fox."]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def solo(model, text, **kwargs):
     return np.concatenate([c.pcm for c in stream(model, text, **kwargs)])
 

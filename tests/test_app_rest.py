@@ -12,7 +12,7 @@ import pytest
 from test_app_support import CLIP_TEXT, ROOT, TOKEN, AppServer, add_voice, make_clip
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-SPEECH = {"model": "qwen3-tts", "input": "Hello from the studio.", "seed": 5}
+SPEECH = {"model": "qwen3-tts", "input": "Hi there.", "seed": 5}
 
 
 @pytest.fixture(scope="module")

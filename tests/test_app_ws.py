@@ -164,6 +164,21 @@ def test_error_codes(server, tmp_path):
     run(flow())
 
 
+def test_repeated_bad_tokens_close_the_socket(server):
+    import websockets
+
+    async def flow():
+        client, _ = await WsClient.connect(server.ws_url)
+        for _ in range(5):
+            await client.send({"type": "start", "authToken": "guess"})
+            assert (await client.json())["code"] == "UNAUTHORIZED"
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await client.recv(timeout=10)
+        assert closed.value.rcvd.code == 1008
+
+    run(flow())
+
+
 def test_synthesis_error_for_a_broken_voice(server, tmp_path):
     broken = add_voice(server, make_clip(tmp_path / "b.wav", (2, 3)), "Broken", headers=AUTH)
     wav = server.data_dir / "voices" / broken["id"] / "reference.wav"

@@ -45,12 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def build_app(args: argparse.Namespace | None = None, *, start: bool = True, loader=None):
+def build_app(args: argparse.Namespace | None = None, *, start: bool = True, loader=None, mount: bool = True):
     """(FastAPI app with the studio mounted at /, AppContext). `start` begins loading the model.
 
     loader: optional `loader(model_id, device=, dtype=)` replacing `engine.load_model`.
+    mount: False leaves the UI (app.state.blocks) unmounted, for a Space that serves both
+    through `Blocks.launch()`.
     Raises voices_db.LibraryError when the library cannot be opened.
     """
+    import space_runtime
+    from space_runtime import zerogpu
     from ingest import Transcriber, sync_from_environment
     from voices_db import VoiceStore, resolve_data_dir
     from webapp.auth import Guard
@@ -61,7 +65,10 @@ def build_app(args: argparse.Namespace | None = None, *, start: bool = True, loa
     from webapp.voices import VoiceService
 
     args = args or build_parser().parse_args([])
+    space = space_runtime.active()  # None unless started by the Space entry point
     store = VoiceStore(resolve_data_dir(args.data_dir))
+    if space is not None:  # snapshot the library to the Space's storage after each change
+        store = space.attach_library(store)
     transcriber = Transcriber(args.whisper_model)
     holder: dict = {}
 
@@ -75,8 +82,9 @@ def build_app(args: argparse.Namespace | None = None, *, start: bool = True, loa
             except Exception as e:  # noqa: BLE001 - it is computed again on first use
                 log.warning("prompt of the default voice %s not precomputed: %s", default.id, e)
 
-    host = ModelHost(args.model, device=args.device, dtype=args.dtype, loader=loader, on_ready=on_ready,
-                     max_active=args.max_active)
+    options = {"device": args.device, "dtype": args.dtype, "max_active": args.max_active,
+               **zerogpu.worker_options()}  # ZeroGPU: the main process keeps the model on the CPU
+    host = ModelHost(args.model, loader=loader, on_ready=on_ready, **options)
     voices = holder["voices"] = VoiceService(store, host, transcriber)
     max_bytes = int(args.max_upload_mb * 2**20)
     guard = Guard(token=args.api_token, synth_per_minute=args.rate_limit,
@@ -85,8 +93,9 @@ def build_app(args: argparse.Namespace | None = None, *, start: bool = True, loa
     if start:  # first, so the page built below shows the loading state from the start
         host.start()
     app = create_api(ctx)
-    blocks = build_ui(host, voices, guard)
-    app = mount_ui(app, blocks, ctx, max_file_size=max_bytes)
+    blocks = build_ui(host, voices, guard, notice=space.notice if space is not None else None)
+    if mount:
+        app = mount_ui(app, blocks, ctx, max_file_size=max_bytes)
     app.state.ctx, app.state.blocks = ctx, blocks
     threading.Thread(target=_sync_seed_voices, args=(store, transcriber, sync_from_environment),
                      name="seed-voices", daemon=True).start()
@@ -130,11 +139,23 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
 
+    import space_runtime
+
+    space = space_runtime.active()
     try:
-        app, ctx = build_app(args)
+        app, ctx = build_app(args, mount=space is None)
     except (LibraryError, OSError) as e:
         print(f"error: cannot open the voice library: {e}", file=sys.stderr)
         return 2
+    if space is not None:  # a Space serves through Blocks.launch(), where ZeroGPU hooks in
+        from webapp.ui import CSS, THEME
+
+        try:
+            space.serve(app, app.state.blocks, footer_links=["api"], max_file_size=int(args.max_upload_mb * 2**20),
+                        theme=THEME, css=CSS, show_error=True, ssr_mode=False)
+        finally:
+            ctx.host.stop()
+        return 0
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level.lower(),
                             ws="auto", ws_max_size=4 * 2**20, timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)

@@ -5,6 +5,8 @@ they agree with pyproject.toml, tools/bootstrap.sh and the engine's checkpoint f
 """
 from __future__ import annotations
 
+from engine.loader import CHECKPOINT_PATTERNS
+
 GRADIO_SDK_VERSION = "6.31.0"  # the Gradio the Space runs (must satisfy pyproject's gradio spec)
 PYTHON_VERSION = "3.11"
 TORCH_VERSION = "2.13.0"  # the torch the tests run with (tools/bootstrap.sh installs the same)
@@ -15,18 +17,9 @@ DEFAULT_HARDWARE = "zero-a10g"
 SYSTEM_PACKAGES = ("ffmpeg",)  # packages.txt: pydub decodes uploads with ffmpeg
 
 # Checkpoint files preloaded into the Space image at build time, so the first start does
-# not download them. These are the fixed names among engine.loader.CHECKPOINT_PATTERNS that
-# a single-file 12 Hz Base checkpoint has.
-CHECKPOINT_FILES = (
-    "config.json",
-    "generation_config.json",
-    "tokenizer_config.json",
-    "vocab.json",
-    "merges.txt",
-    "model.safetensors",
-    "speech_tokenizer/config.json",
-    "speech_tokenizer/model.safetensors",
-)
+# not download them: the fixed names among the files the engine's loader fetches (a
+# single-file 12 Hz Base checkpoint has no shards or index).
+CHECKPOINT_FILES = tuple(p for p in CHECKPOINT_PATTERNS if "*" not in p and not p.endswith(".index.json"))
 
 CPU_HARDWARE = ("cpu-basic", "cpu-upgrade")
 

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from engine.errors import EngineError
 from engine.worker import EngineWorker, resolve_device, resolve_dtype, resolve_model_id
+from space_runtime import zerogpu
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,9 @@ class ModelHost:
     @property
     def model(self):
         """The loaded model, or None."""
-        return self.worker.model if self.worker is not None and self.state == READY else None
+        # On a ZeroGPU Space the model's voice-prompt work runs in a GPU function; elsewhere
+        # wrap_model returns the model itself.
+        return zerogpu.wrap_model(self.worker.model) if self.worker is not None and self.state == READY else None
 
     @property
     def reason(self) -> str | None:
@@ -193,7 +196,7 @@ class ModelHost:
         """A worker session (one per client); raises ModelUnavailableError without a worker."""
         if self.worker is None:
             raise ModelUnavailableError(self.unavailable_message(), retryable=self.state == LOADING)
-        return self.worker.session(name)
+        return zerogpu.wrap_session(self.worker.session(name))  # identity off ZeroGPU
 
     def submit_call(self, fn: Callable[[], Any], session=None):
         """Run `fn()` as one step on the worker thread; returns the request handle."""

@@ -48,8 +48,10 @@ def status_markdown(host: ModelHost) -> str:
     return f"✓ **Model ready**: `{model}` on {s['device']} ({s['dtype']}){took}."
 
 
-def build_ui(engine: ModelHost, store: VoiceService, guard: Guard | None = None) -> gr.Blocks:
-    """The studio page (see module docstring). engine: the ModelHost; store: the VoiceService."""
+def build_ui(engine: ModelHost, store: VoiceService, guard: Guard | None = None,
+             notice: str | None = None) -> gr.Blocks:
+    """The studio page (see module docstring). engine: the ModelHost; store: the VoiceService;
+    notice: Markdown shown above the tabs (e.g. a Space's "voices will not survive a restart")."""
     from webapp.ui_api import build_api_tab
     from webapp.ui_speak import build_speak_tab
     from webapp.ui_voices import build_voices_tab
@@ -58,6 +60,8 @@ def build_ui(engine: ModelHost, store: VoiceService, guard: Guard | None = None)
     with gr.Blocks(title="Qwen3 Voice Studio") as demo:
         gr.HTML("<h1>Qwen3 Voice Studio</h1><p>Type, pick a voice, hear it stream. "
                 "Drop in a clip to make a new voice.</p>", elem_id="studio-header")
+        if notice:
+            gr.Markdown(notice, elem_id="studio-notice")
         with gr.Row():
             status = gr.Markdown(status_markdown(engine), elem_id="model-status",
                                  elem_classes=[f"status-{engine.state}"])

@@ -35,6 +35,24 @@ def test_icl_prompt_matches_official(tiny_ckpt, golden_dir):
     assert prompt.ref_seconds == pytest.approx(3.09, abs=0.01)
 
 
+def test_model_create_voice_prompt_matches_official(tiny_ckpt, golden_dir):
+    """The public path: load_model(...).create_voice_prompt, with the silence padding off,
+    is the official create_voice_clone_prompt; with it on, only codes are appended."""
+    from engine import load_model
+
+    g, text = golden(golden_dir)
+    model = load_model(tiny_ckpt, device="cpu", dtype=torch.float32)
+    wav, sr = read_wav(AUDIO / "speech_en_22k.wav")
+    prompt = model.create_voice_prompt(wav, sr, text, reference_silence_s=0)
+    assert torch.equal(prompt.ref_codes, g["prompt_icl_codes"].long())
+    assert cosine(prompt.xvector, g["prompt_icl_xvector"]) >= 0.9999
+    assert prompt.model_id == str(tiny_ckpt)
+    padded = model.create_voice_prompt(wav, sr, text)
+    assert torch.equal(padded.xvector, prompt.xvector) and padded.ref_codes.shape[0] > prompt.ref_codes.shape[0]
+    xvec = model.create_voice_prompt(wav, sr, None)
+    assert xvec.ref_codes is None and cosine(xvec.xvector, g["prompt_xvec_xvector"]) >= 0.9999
+
+
 def test_xvector_only_prompt_matches_official(tiny_ckpt, golden_dir):
     g, _ = golden(golden_dir)
     prompt = make_prompt(tiny_ckpt, None)

@@ -34,6 +34,7 @@ def test_chunks_concatenate_to_the_one_shot_decode(shape, mode):
     assert chunks[0].num_frames == 1 and all(c.num_frames <= 3 for c in chunks)
     assert [c.frame_index for c in chunks] == list(np.cumsum([0] + [c.num_frames for c in chunks[:-1]]))
     np.testing.assert_allclose(concat(chunks), expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(model.decode(codes, voice=prompt), expected, atol=1e-5, rtol=0)
     assert s.metrics.frames == codes.shape[0]
     assert s.metrics.time_to_first_audio_s <= s.metrics.compute_s
     assert s.metrics.audio_s == pytest.approx(expected.shape[0] / 24000)

@@ -18,17 +18,21 @@ from engine.errors import InvalidParameterError
 from engine.layers import PackedLinear, cpu_bf16_packing_available
 
 ROOT = Path(__file__).resolve().parent.parent
-TOP_FILES = ("config.json", "generation_config.json", "model.safetensors", "vocab.json", "merges.txt",
-             "tokenizer_config.json")
+CKPT_FILES = ("config.json", "generation_config.json", "model.safetensors", "vocab.json", "merges.txt",
+              "tokenizer_config.json", "speech_tokenizer/config.json", "speech_tokenizer/model.safetensors")
+
+
+def copy_checkpoint(source: Path, dst: Path) -> None:
+    for name in CKPT_FILES:
+        (dst / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source / name, dst / name)
 
 
 @pytest.fixture
 def ckpt(tmp_path, fixtures_dir) -> Path:
-    """A writable copy of tiny checkpoint a (top-level files only: what load_model reads)."""
+    """A writable copy of tiny checkpoint a (the files load_model reads)."""
     dst = tmp_path / "ckpt"
-    dst.mkdir()
-    for name in TOP_FILES:
-        shutil.copy(fixtures_dir / "tiny_a" / name, dst / name)
+    copy_checkpoint(fixtures_dir / "tiny_a", dst)
     return dst
 
 
@@ -168,8 +172,7 @@ def make_hub_cache(cache: Path, repo_id: str, source: Path, commit: str = "01234
     snapshot.mkdir(parents=True)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
-    for name in TOP_FILES:
-        shutil.copy(source / name, snapshot / name)
+    copy_checkpoint(source, snapshot)
     return commit
 
 

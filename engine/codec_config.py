@@ -114,7 +114,7 @@ class CodecConfig:
 class CodecEncoderConfig:
     """Audio -> codes: the Mimi encoder of `speech_tokenizer/config.json` (`encoder_config`, a
     MimiConfig dict; field names as there) plus the two top-level fields the encode path uses.
-    Defaults are the released values. (Appended by engineer ENCODERS; engine/codec_encoder.py.)"""
+    Defaults are the released values (the encoder is engine/codec_encoder.py)."""
 
     sampling_rate: int = 24000
     audio_channels: int = 1

@@ -68,7 +68,7 @@ class KVCache(nn.Module):
         return self.k, self.v
 
 
-# --- CPU bfloat16 linears (inserted by CORE) ----------------------------------------------
+# --- CPU bfloat16 linears ----------------------------------------------------------------
 
 
 def cpu_bf16_packing_available() -> bool:

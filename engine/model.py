@@ -22,9 +22,9 @@ from engine.errors import InvalidParameterError
 from engine.generation import generate, iter_frames
 from engine.languages import AUTO, normalize_language
 from engine.layers import cpu_bf16_packing_available, pack_linears_for_cpu
-from engine.loader import (TensorSource, check_components, load_code_predictor, load_codec_decoder,
-                           load_codec_encoder, load_speaker_encoder,
-                           load_talker, read_json, resolve_checkpoint)
+from engine.checkpoint import TensorSource, read_json, resolve_checkpoint
+from engine.loader import (check_components, load_code_predictor, load_codec_decoder, load_codec_encoder,
+                           load_speaker_encoder, load_talker)
 from engine.prompt import PromptBuilder, TalkerPrompt
 from engine.sampling import SamplingParams
 from engine.text_tokenizer import TextTokenizer

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.errors import CheckpointError
-from engine.loader import read_json, require_file
+from engine.checkpoint import read_json, require_file
 
 # transformers' Qwen2Converter split pattern
 QWEN2_SPLIT = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"""

@@ -5,7 +5,7 @@ they agree with pyproject.toml, tools/bootstrap.sh and the engine's checkpoint f
 """
 from __future__ import annotations
 
-from engine.loader import CHECKPOINT_PATTERNS
+from engine.checkpoint import CHECKPOINT_PATTERNS
 
 GRADIO_SDK_VERSION = "6.31.0"  # the Gradio the Space runs (must satisfy pyproject's gradio spec)
 PYTHON_VERSION = "3.11"

@@ -150,7 +150,7 @@ def test_encoders_run_on_cuda(tiny_ckpt, golden_dir):
 
 
 def test_speaker_encoder_loads_from_an_open_source(tiny_ckpt):
-    from engine.loader import TensorSource
+    from engine.checkpoint import TensorSource
 
     cfg = SpeakerEncoderConfig.from_hf(json.loads((tiny_ckpt / "config.json").read_text())["speaker_encoder_config"])
     with TensorSource.from_dir(tiny_ckpt) as source:

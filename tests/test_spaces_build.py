@@ -98,7 +98,7 @@ def test_sdk_version_satisfies_pyproject():
 
 
 def test_preload_names_exactly_the_checkpoint_files_the_engine_reads(space, fixtures_dir):
-    from engine.loader import CHECKPOINT_PATTERNS
+    from engine.checkpoint import CHECKPOINT_PATTERNS
 
     (entry,) = metadata_load(space / "README.md")["preload_from_hub"]
     repo, files = entry.split(" ")

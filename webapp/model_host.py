@@ -111,11 +111,11 @@ class ModelHost:
             self.worker.stop(timeout=5)
 
     def _load(self, model_id: str, *, device, dtype):
-        from engine import loader as engine_loader
+        from engine.checkpoint import resolve_checkpoint
         from engine.model import load_model
 
         self.phase = "fetching the checkpoint files (downloading if not cached)"
-        engine_loader.resolve_checkpoint(model_id)
+        resolve_checkpoint(model_id)
         self.phase = f"loading weights onto {device} ({str(dtype).removeprefix('torch.')})"
         model = (self._loader or load_model)(model_id, device=device, dtype=dtype)
         self.phase = "ready"

@@ -81,7 +81,7 @@ def cmd_say(args) -> int:
 
     from engine.sampling import SamplingParams
     from engine.streaming import plan_request
-    from engine.worker import resolve_device, resolve_dtype, resolve_model_id
+    from engine.device import resolve_device, resolve_dtype, resolve_model_id
 
     text = sys.stdin.read() if args.text == "-" else args.text
     plan_request(text, language=args.language)  # bad text or language: fail before loading

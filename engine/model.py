@@ -21,7 +21,8 @@ from engine.config import GenerationDefaults, TTSConfig
 from engine.errors import InvalidParameterError
 from engine.generation import generate, iter_frames
 from engine.languages import AUTO, normalize_language
-from engine.layers import cpu_bf16_packing_available, pack_linears_for_cpu
+from engine.device import resolve_device, resolve_dtype
+from engine.layers import pack_linears_for_cpu
 from engine.checkpoint import TensorSource, read_json, resolve_checkpoint
 from engine.loader import (check_components, load_code_predictor, load_codec_decoder, load_codec_encoder,
                            load_speaker_encoder, load_talker)
@@ -70,29 +71,18 @@ def load_codec_parts(folder: Path, *, device, dtype):
     return codec, decoder, encoder
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def default_dtype(device: torch.device) -> torch.dtype:
-    """bfloat16 on CUDA, and on CPUs where oneDNN runs packed bf16 linears (3-4x faster than
-    float32 per frame in engine/bench/talker.py); float32 otherwise."""
-    if device.type == "cuda" or (device.type == "cpu" and cpu_bf16_packing_available()):
-        return torch.bfloat16
-    return torch.float32
-
-
 def load_model(repo_id_or_dir: str | Path, revision: str | None = None, device=None,
                dtype: torch.dtype | None = None) -> "TTSModel":
     """Load a Qwen3-TTS 12 Hz Base checkpoint from a local directory or a Hub repo id.
 
     Hub ids resolve through huggingface_hub (only the needed files; the cache and
-    HF_HUB_OFFLINE are honoured). device: default CUDA if available, else CPU; dtype: default
-    `default_dtype(device)`. Raises CheckpointError / UnsupportedModelError.
+    HF_HUB_OFFLINE are honoured). device, dtype: torch values or names ("cuda", "bf16");
+    default from TTS_DEVICE / TTS_DTYPE, else CUDA + bfloat16 when available, else the
+    fastest CPU dtype (engine.device). Raises CheckpointError / UnsupportedModelError.
     """
     folder = resolve_checkpoint(repo_id_or_dir, revision)
-    device = torch.device(device) if device is not None else default_device()
-    dtype = dtype or default_dtype(device)
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
     config = load_config(folder)
     tokenizer = TextTokenizer.from_dir(folder)
     talker, predictor = load_talker_parts(folder, config, device=device, dtype=dtype)

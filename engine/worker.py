@@ -22,34 +22,27 @@ Scheduling:
 - Cancelling stops a running request before its next step (within one frame) and closes
   its iterator, which frees its state; the consumer sees a clean end of stream.
 
-Device, dtype and model come from the arguments, else the environment variables
-TTS_DEVICE, TTS_DTYPE and TTS_MODEL_ID, else CUDA + bfloat16 when a GPU is present, else
-CPU + bfloat16 where oneDNN has packed bf16 linears (the faster CPU dtype in
-engine/bench/e2e.py), else CPU + float32.
+Device, dtype and model come from the arguments, else the environment (engine.device).
 """
 from __future__ import annotations
 
 import asyncio
 import itertools
 import logging
-import os
 import threading
 from collections import deque
 from typing import Any, Callable, Iterator
 
 import torch
 
+from engine.device import resolve_device, resolve_dtype, resolve_model_id
 from engine.errors import EngineError, InvalidParameterError
 from engine.metrics import RequestMetrics, StopReason
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL_ID = "Qwen/Qwen3-TTS-12Hz-0.6B-Base"
 _OOM_ERRORS = tuple({getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),
                      torch.cuda.OutOfMemoryError})
-_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
-           "float16": torch.float16, "half": torch.float16, "fp32": torch.float32,
-           "float32": torch.float32, "float": torch.float32}
 
 Job = Callable[[threading.Event, RequestMetrics], Iterator[Any]]
 
@@ -75,48 +68,6 @@ class WorkerStoppedError(EngineError):
     """The worker is stopped or its model failed to load."""
 
     code = "MODEL_LOADING"
-
-
-# ---------------------------------------------------------------------------------------
-# device / dtype / model id
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """`device`, else $TTS_DEVICE, else "cuda" when available, else "cpu"."""
-    device = device or os.environ.get("TTS_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except RuntimeError as e:
-        raise InvalidParameterError(f"bad device {device!r}: {e}") from e
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidParameterError(f"device {device} was asked for but no CUDA GPU is available")
-    return device
-
-
-def default_dtype(device: torch.device) -> torch.dtype:
-    """bfloat16 on CUDA; on CPU bfloat16 where oneDNN runs packed bf16 linears (about 2x
-    faster than float32 end to end in engine/bench/e2e.py), else float32."""
-    from engine.layers import cpu_bf16_packing_available
-
-    if device.type == "cuda" or (device.type == "cpu" and cpu_bf16_packing_available()):
-        return torch.bfloat16
-    return torch.float32
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """`dtype`, else $TTS_DTYPE, else `default_dtype(device)`."""
-    dtype = dtype or os.environ.get("TTS_DTYPE") or default_dtype(device)
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    key = str(dtype).lower().removeprefix("torch.")
-    if key not in _DTYPES:
-        raise InvalidParameterError(f"bad dtype {dtype!r}; use one of {sorted(_DTYPES)}")
-    return _DTYPES[key]
-
-
-def resolve_model_id(model_id: str | None = None) -> str:
-    """`model_id`, else $TTS_MODEL_ID, else the 0.6B Base model on the Hub."""
-    return model_id or os.environ.get("TTS_MODEL_ID") or DEFAULT_MODEL_ID
 
 
 # ---------------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from engine.metrics import StopReason
-from engine.worker import (BusyError, EngineWorker, SynthesisError, WorkerStoppedError,
-                           resolve_device, resolve_dtype, resolve_model_id)
+from engine.device import resolve_device, resolve_dtype, resolve_model_id
+from engine.worker import BusyError, EngineWorker, SynthesisError, WorkerStoppedError
 
 
 class Workload:

@@ -17,7 +17,8 @@ import time
 from typing import Any, Callable
 
 from engine.errors import EngineError
-from engine.worker import EngineWorker, resolve_device, resolve_dtype, resolve_model_id
+from engine.device import resolve_device, resolve_dtype, resolve_model_id
+from engine.worker import EngineWorker
 from space_runtime import zerogpu
 
 log = logging.getLogger(__name__)

@@ -259,6 +259,26 @@ def _pages_from(store, cursor):
         cursor = page.next_cursor
 
 
+def test_search_filters_in_sql_and_pages(store):
+    add(store, "Ångström", transcript="Straße und Fluss")
+    add(store, "Bob", description="a deep BASS voice")
+    add(store, "Carla", language="it", transcript="ciao a tutti")
+    add(store, "Dora", transcript="nothing to see")
+    names = lambda page: [v.name for v in page.items]  # noqa: E731
+    assert names(store.list_page(10, search="ÅNGSTRÖM")) == ["Ångström"]  # every script folds
+    assert names(store.list_page(10, search="STRASSE")) == ["Ångström"]  # casefold: ß == ss
+    assert names(store.list_page(10, search="bass")) == ["Bob"]
+    assert names(store.list_page(10, search=" it ")) == ["Carla"]  # language; blanks trimmed
+    everyone = names(store.list_page(10))  # the store's name order
+    assert names(store.list_page(10, search="o")) == everyone
+    first = store.list_page(2, search="o")
+    assert names(first) == everyone[:2] and first.next_cursor
+    rest = store.list_page(2, first.next_cursor, search="o")
+    assert names(rest) == everyone[2:] and rest.next_cursor is None
+    assert store.list_page(10, search="zzz").items == []
+    assert names(store.list_page(10, search="   ")) == names(store.list_page(10))
+
+
 def test_list_page_uses_the_index(store):
     with store._engine.connect() as conn:
         plan = " ".join(str(r) for r in conn.exec_driver_sql(

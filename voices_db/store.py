@@ -43,6 +43,8 @@ def _configure(engine) -> None:
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
+        # SQLite's own lower() folds ASCII only; search must fold every script alike.
+        dbapi_conn.create_function("casefold", 1, _casefold, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
@@ -147,15 +149,22 @@ class VoiceStore:
             row = session.scalar(select(VoiceRow).where(VoiceRow.is_default.is_(True)))
             return Voice.from_row(row) if row else None
 
-    def list_page(self, limit: int = 50, cursor: str | None = None) -> "VoicePage":
+    def list_page(self, limit: int = 50, cursor: str | None = None, search: str | None = None) -> "VoicePage":
         """One page of voices sorted by name (keyset pagination over an index).
 
         ``cursor`` is the ``next_cursor`` of the previous page. The cost of a page does not
         depend on how many voices are stored, and no page is skipped or repeated when voices
-        are added or removed between calls.
+        are added or removed between calls. ``search`` keeps the voices whose id, name,
+        description, language or transcript contains it, case-insensitively (SQLite scans
+        the rows in name order until the page is full).
         """
         limit = max(1, min(int(limit), 500))
         query = select(VoiceRow).order_by(VoiceRow.name_key, VoiceRow.id).limit(limit + 1)
+        needle = _casefold(search).strip()
+        if needle:
+            haystack = func.casefold(VoiceRow.id + " " + VoiceRow.name + " " + VoiceRow.description + " "
+                                     + func.coalesce(VoiceRow.language, "") + " " + VoiceRow.transcript)
+            query = query.where(func.instr(haystack, needle) > 0)
         if cursor:
             key, last_id = _decode_cursor(cursor)
             query = query.where(tuple_(VoiceRow.name_key, VoiceRow.id) > tuple_(key, last_id))
@@ -411,3 +420,7 @@ def _decode_cursor(cursor: str) -> tuple[str, str]:
         return str(key), str(voice_id)
     except (ValueError, TypeError) as exc:
         raise InvalidNameError("invalid page cursor") from exc
+
+
+def _casefold(text: str | None) -> str:
+    return text.casefold() if text else ""

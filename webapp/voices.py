@@ -129,20 +129,8 @@ class VoiceService:
         """One page of voices sorted by name, optionally filtered by `query` (case-insensitive,
         matched against id, name, description, language and transcript). Returns (voices,
         next cursor or None)."""
-        limit = max(1, min(int(limit), 200))
-        query = (query or "").strip().casefold()
-        if not query:
-            page = self.store.list_page(limit, cursor or None)
-            return page.items, page.next_cursor
-        # The store pages by name; a filter walks the library (fine for thousands of voices).
-        try:
-            offset = int(cursor[2:]) if cursor and cursor.startswith("o:") else 0
-        except ValueError:
-            offset = 0
-        matches = [v for v in self.store.iter_all() if query in _haystack(v)]
-        items = matches[offset:offset + limit]
-        more = offset + limit < len(matches)
-        return items, (f"o:{offset + limit}" if more else None)
+        page = self.store.list_page(max(1, min(int(limit), 200)), cursor or None, search=query)
+        return page.items, page.next_cursor
 
     def choices(self, temp_ids=()) -> list[tuple[str, str]]:
         """(label, id) of every voice, the default first, then the temp clips in `temp_ids`
@@ -306,10 +294,6 @@ class VoiceService:
         """The voice prompt, computed (or fetched from the cache) on the worker thread."""
         fn = self.prompt_fn(voice, mode)
         return None if voice.kind == "none" else await self.host.acall(fn, session)
-
-
-def _haystack(voice: Voice) -> str:
-    return " ".join([voice.id, voice.name, voice.description, voice.language or "", voice.transcript]).casefold()
 
 
 def _export_dir() -> Path:

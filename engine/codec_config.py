@@ -9,17 +9,12 @@ every released config.json states them; we default to what was shipped.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
+from engine.config import known_fields
 from engine.errors import UnsupportedModelError
 
 MODEL_TYPE = "qwen3_tts_tokenizer_12hz"
-
-
-def _known(cls, d: dict) -> dict:
-    """The entries of an HF config dict that are fields of dataclass `cls` (others ignored)."""
-    names = {f.name for f in fields(cls) if f.init}
-    return {k: v for k, v in d.items() if k in names}
 
 
 @dataclass
@@ -67,7 +62,7 @@ class CodecDecoderConfig:
         """From the `decoder_config` dict of `speech_tokenizer/config.json`."""
         if d.get("rope_scaling"):
             raise UnsupportedModelError(f"codec decoder rope_scaling {d['rope_scaling']!r} is not supported")
-        kw = _known(cls, d)
+        kw = known_fields(cls, d)
         kw.setdefault("head_dim", None)  # absent in a config: derived, as the official code does
         return cls(**kw)
 
@@ -103,7 +98,7 @@ class CodecConfig:
             raise UnsupportedModelError(
                 f"speech tokenizer model_type {model_type!r} is not supported; this engine runs the "
                 f"12 Hz tokenizer ({MODEL_TYPE!r}) of the Qwen3-TTS-12Hz models")
-        kw = _known(cls, d)
+        kw = known_fields(cls, d)
         kw.pop("decoder", None)
         kw.pop("encoder_hf", None)
         return cls(decoder=CodecDecoderConfig.from_hf(d.get("decoder_config") or {}),
@@ -187,7 +182,7 @@ class CodecEncoderConfig:
         enc = dict(d["encoder_config"] if "encoder_config" in d else d)
         if "frame_rate" not in enc and "_frame_rate" in enc:  # serialized private attribute
             enc["frame_rate"] = enc["_frame_rate"]
-        kwargs = _known(cls, enc)
+        kwargs = known_fields(cls, enc)
         if "encoder_valid_num_quantizers" in top:
             kwargs["valid_num_quantizers"] = top["encoder_valid_num_quantizers"]
         if "encode_downsample_rate" in top:

@@ -9,12 +9,18 @@ models never use (sliding windows, scaled RoPE, other activations).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from engine.errors import CheckpointError, UnsupportedModelError
 
 SUPPORTED = "Qwen3-TTS 12 Hz Base models (model_type 'qwen3_tts', tokenizer_type 'qwen3_tts_tokenizer_12hz', " \
             "tts_model_type 'base'), e.g. Qwen/Qwen3-TTS-12Hz-0.6B-Base or Qwen/Qwen3-TTS-12Hz-1.7B-Base"
+
+
+def known_fields(cls, d: dict) -> dict:
+    """The entries of an HF config dict that are init fields of dataclass `cls` (others ignored)."""
+    names = {f.name for f in fields(cls) if f.init}
+    return {k: v for k, v in d.items() if k in names}
 
 
 def _get(d: dict, key: str, where: str):
@@ -149,8 +155,7 @@ class SpeakerEncoderConfig:
 
     @classmethod
     def from_hf(cls, d: dict) -> "SpeakerEncoderConfig":
-        known = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return cls(**known_fields(cls, d))
 
 
 @dataclass
@@ -218,8 +223,7 @@ class GenerationDefaults:
 
     @classmethod
     def from_hf(cls, d: dict) -> "GenerationDefaults":
-        known = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return cls(**known_fields(cls, d))
 
     def sampling(self, **overrides):
         """SamplingParams with these defaults, `overrides` taking precedence."""

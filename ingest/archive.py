@@ -64,6 +64,21 @@ def import_library(store: VoiceStore, archive: str | Path, *, replace: bool = Fa
     return results
 
 
+def check_zip_members(zf: zipfile.ZipFile, label: str, *, max_members: int, max_bytes: int,
+                      error: type[Exception] = CorruptLibraryError, what: str = "a voice library") -> None:
+    """Refuse, before extracting anything, a zip too big to unpack (`max_members`,
+    `max_bytes` uncompressed) or holding an unsafe member name: absolute, with '..', a
+    backslash or NUL, or a symbolic link. Raises `error` with a message naming `label`."""
+    members = zf.infolist()
+    if len(members) > max_members or sum(m.file_size for m in members) > max_bytes:
+        raise error(f"{label} is too large to be {what}")
+    for member in members:
+        name = member.filename
+        is_link = (member.external_attr >> 16) & 0o170000 == 0o120000
+        if name.startswith("/") or ".." in PurePosixPath(name).parts or "\\" in name or "\x00" in name or is_link:
+            raise error(f"{label}: unsafe entry {name!r}")
+
+
 def _safe_extract(archive: Path, stage: Path) -> dict:
     """Extract after checking every member name (no absolute paths, no '..', no links)."""
     try:
@@ -71,15 +86,7 @@ def _safe_extract(archive: Path, stage: Path) -> dict:
     except (zipfile.BadZipFile, OSError) as exc:
         raise CorruptLibraryError(f"{archive.name} is not a library archive ({exc})") from exc
     with zf:
-        members = zf.infolist()
-        if len(members) > MAX_ARCHIVE_MEMBERS or sum(m.file_size for m in members) > MAX_UNPACKED_BYTES:
-            raise CorruptLibraryError(f"{archive.name} is too large to be a voice library")
-        for member in members:
-            parts = PurePosixPath(member.filename).parts
-            is_link = (member.external_attr >> 16) & 0o170000 == 0o120000
-            name = member.filename
-            if name.startswith("/") or ".." in parts or "\\" in name or "\x00" in name or is_link:
-                raise CorruptLibraryError(f"{archive.name}: unsafe entry {member.filename!r}")
+        check_zip_members(zf, archive.name, max_members=MAX_ARCHIVE_MEMBERS, max_bytes=MAX_UNPACKED_BYTES)
         if "library.json" not in zf.namelist():
             raise CorruptLibraryError(f"{archive.name} has no library.json: not a library archive")
         zf.extractall(stage)

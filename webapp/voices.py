@@ -16,10 +16,11 @@ import time
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from ingest import ProcessedClip, Transcriber, export_library, export_voice, import_library, import_voice, process_clip
+from ingest.archive import check_zip_members
 from ingest.library import store_clip
 from voices_db import LibraryError, PromptStore, Voice, VoiceStore
 from voices_db.audio_io import pcm16_to_float
@@ -315,14 +316,8 @@ def _export_dir() -> Path:
 def _extract_voice_folder(archive: Path, stage: Path) -> Path:
     """Extract a zipped voice folder safely; returns the folder holding manifest.json."""
     with zipfile.ZipFile(archive) as zf:
-        members = zf.infolist()
-        if len(members) > MAX_ZIP_MEMBERS or sum(m.file_size for m in members) > MAX_ZIP_BYTES:
-            raise VoiceActionError(f"{archive.name} is too large to be a voice folder")
-        for m in members:
-            parts = PurePosixPath(m.filename).parts
-            is_link = (m.external_attr >> 16) & 0o170000 == 0o120000
-            if m.filename.startswith("/") or ".." in parts or "\\" in m.filename or "\x00" in m.filename or is_link:
-                raise VoiceActionError(f"{archive.name}: unsafe entry {m.filename!r}")
+        check_zip_members(zf, archive.name, max_members=MAX_ZIP_MEMBERS, max_bytes=MAX_ZIP_BYTES,
+                          error=VoiceActionError, what="a voice folder")
         zf.extractall(stage)
     manifests = sorted(stage.rglob("manifest.json"), key=lambda p: len(p.parts))
     if not manifests:

@@ -57,6 +57,15 @@ class StreamState:
         """Forget everything: the next chunk starts a new stream."""
         self._states.clear()
 
+    def copy(self) -> "StreamState":
+        """An independent copy (tensors cloned): it continues exactly where this one is."""
+        out = StreamState()
+        for module, state in self._states.items():
+            out._states[module] = dataclasses.replace(state, **{
+                f.name: getattr(state, f.name).clone() for f in dataclasses.fields(state)
+                if isinstance(getattr(state, f.name), torch.Tensor)})
+        return out
+
     def tensors(self) -> Iterator[torch.Tensor]:
         """Every tensor held (for size checks)."""
         for state in self._states.values():
@@ -439,6 +448,13 @@ class StreamingDecoder:
         """Start a new stream (silence before it)."""
         self.state.reset()
         self.frames = 0
+
+    def copy(self) -> "StreamingDecoder":
+        """An independent decoder continuing from this one's state, e.g. one primed with a
+        voice's reference codes, copied for each segment instead of priming it again."""
+        out = StreamingDecoder(self.decoder)
+        out.state, out.frames = self.state.copy(), self.frames
+        return out
 
     @torch.inference_mode()
     def prime(self, ref_codes) -> None:

@@ -10,8 +10,9 @@ How a request runs (`stream_steps`, one step = one codec frame):
    (`engine.languages`), the chunk sizes; it splits the text into segments.
 2. Segments are synthesized in order with the same voice, language and sampling options.
    Each one starts a fresh talker run (`model.iter_codes`) and a fresh streaming codec
-   decoder, primed with the voice's reference codes in ICL mode, so the reference's own
-   audio is never emitted but the first frames continue its acoustic context. With a
+   decoder: in ICL mode a copy of one primed with the voice's reference codes (primed once
+   per request), so the reference's own audio is never emitted but the first frames
+   continue its acoustic context. With a
    seed, segment k samples with seed + k (segment 0 is exactly `generate_codes` with the
    seed).
 3. Frames go through the decoder as they come: the first chunk of each segment after
@@ -148,7 +149,12 @@ def stream_steps(model, plan: RequestPlan, cancel: threading.Event | None = None
     cancel = cancel or threading.Event()
     sampling = plan.sampling or model.default_sampling()
     sr = _sample_rate(model)
-    decoder = StreamingDecoder(model.codec_decoder)
+    # The voice's reference codes are run through the decoder once; each segment continues
+    # from a copy of that state (the reference's own audio is never emitted).
+    primed = StreamingDecoder(model.codec_decoder)
+    ref_codes = getattr(plan.voice, "ref_codes", None) if getattr(plan.voice, "mode", None) == "icl" else None
+    if ref_codes is not None:
+        primed.prime(ref_codes)
     position = [0, 0]  # frames, samples emitted so far in the utterance
 
     def chunk(pcm: np.ndarray, frames: int, segment: int, pause: bool = False) -> AudioChunk:
@@ -167,7 +173,7 @@ def stream_steps(model, plan: RequestPlan, cancel: threading.Event | None = None
             if index and plan.segment_pause_s > 0:
                 pause = np.zeros(int(round(plan.segment_pause_s * sr)), dtype=np.float32)
                 yield chunk(pause, 0, index, pause=True)
-            reason = yield from _segment_steps(model, plan, segment, index, sampling, decoder, cancel, chunk)
+            reason = yield from _segment_steps(model, plan, segment, index, sampling, primed.copy(), cancel, chunk)
             metrics.mark_segment(reason)
             if reason is StopReason.CANCELLED:
                 break
@@ -175,21 +181,18 @@ def stream_steps(model, plan: RequestPlan, cancel: threading.Event | None = None
         cancel.set()
         raise
     finally:
-        decoder.reset()
+        primed.reset()
         metrics.finish(StopReason.CANCELLED if cancel.is_set() else None)
 
 
 def _segment_steps(model, plan: RequestPlan, segment: str, index: int, sampling: SamplingParams, decoder,
                    cancel: threading.Event, chunk) -> Iterator[AudioChunk | None]:
-    """One segment's frames (a sub-generator of `stream_steps`); returns its StopReason."""
+    """One segment's frames (a sub-generator of `stream_steps`) through `decoder`, a fresh
+    decoder (primed with the voice's reference in ICL mode); returns its StopReason."""
     guard = length_guard_frames(segment) if plan.length_guard else None
     limit = sampling.max_new_tokens if guard is None else min(guard, sampling.max_new_tokens)
     at_limit = StopReason.LENGTH_GUARD if guard is not None and guard < sampling.max_new_tokens \
         else StopReason.MAX_TOKENS
-    decoder.reset()
-    ref_codes = getattr(plan.voice, "ref_codes", None) if getattr(plan.voice, "mode", None) == "icl" else None
-    if ref_codes is not None:
-        decoder.prime(ref_codes)
     frames = model.iter_codes(segment, voice=plan.voice, language=plan.language,
                               sampling=_segment_params(sampling, index, limit))
     pending: list[torch.Tensor] = []

@@ -103,6 +103,24 @@ def test_interleaved_streams_share_weights_not_state(decoder):
     assert (torch.cat(b_out) - decoder.decode(b_codes)).abs().max().item() <= TOL
 
 
+def test_copies_of_a_primed_decoder_continue_exactly_and_independently(decoder):
+    """What long ICL requests do: prime once (past the attention window, so the ring has
+    wrapped), then one copy per segment; pushing into a copy never touches the original."""
+    ref = random_codes(decoder, 60, seed=13)
+    seg1, seg2 = random_codes(decoder, 20, seed=14), random_codes(decoder, 20, seed=15)
+    hop = decoder.config.hop
+    primed = StreamingDecoder(decoder)
+    primed.prime(ref)
+    first = primed.copy()
+    out1 = stream(first, seg1, 3)
+    second = primed.copy()
+    out2 = stream(second, seg2, 3)
+    assert first.frames == second.frames == 80 and primed.frames == 60
+    assert (out1 - decoder.decode(torch.cat([ref, seg1]))[60 * hop:]).abs().max().item() <= TOL
+    assert (out2 - decoder.decode(torch.cat([ref, seg2]))[60 * hop:]).abs().max().item() <= TOL
+    assert torch.equal(stream(primed.copy(), seg1, 3), out1)
+
+
 def test_empty_push_emits_nothing(decoder):
     dec = StreamingDecoder(decoder)
     assert dec.push(torch.zeros(0, 16, dtype=torch.long)).shape == (0,) and dec.frames == 0

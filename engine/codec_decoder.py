@@ -34,6 +34,7 @@ from engine.layers import RMSNorm, apply_rope, rope_cos_sin, rope_inv_freq
 from engine.quantizer import SplitRVQDecoder
 
 S = TypeVar("S")
+_EMPTY = {"slot_pos": -1}  # the value of a state field before any frame (others: 0)
 
 
 class StreamState:
@@ -59,10 +60,36 @@ class StreamState:
 
     def copy(self) -> "StreamState":
         """An independent copy (tensors cloned): it continues exactly where this one is."""
+        return self._map(torch.clone)
+
+    # ---- many streams in one state (engine.batch.codec): row i of every tensor is stream i
+
+    def select(self, rows: torch.Tensor) -> "StreamState":
+        """The streams at `rows` [n] (long) as a new state of batch n (tensors copied)."""
+        return self._map(lambda t: t.index_select(0, rows))
+
+    def assign(self, rows: torch.Tensor, other: "StreamState") -> None:
+        """Write the n streams of `other` (same modules, batch n) into `rows` [n], in place."""
+        for module, state in self._states.items():
+            theirs = other._states[module]
+            for f in dataclasses.fields(state):
+                value = getattr(state, f.name)
+                if isinstance(value, torch.Tensor):
+                    value.index_copy_(0, rows, getattr(theirs, f.name))
+
+    def clear(self, rows: torch.Tensor) -> None:
+        """Make `rows` new streams (silence before them; empty attention rings)."""
+        for state in self._states.values():
+            for f in dataclasses.fields(state):
+                value = getattr(state, f.name)
+                if isinstance(value, torch.Tensor):
+                    value.index_fill_(0, rows, _EMPTY.get(f.name, 0))
+
+    def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "StreamState":
         out = StreamState()
         for module, state in self._states.items():
             out._states[module] = dataclasses.replace(state, **{
-                f.name: getattr(state, f.name).clone() for f in dataclasses.fields(state)
+                f.name: fn(getattr(state, f.name)) for f in dataclasses.fields(state)
                 if isinstance(getattr(state, f.name), torch.Tensor)})
         return out
 
@@ -250,8 +277,8 @@ class DecoderBlock(nn.Module):
 
 @dataclass
 class RingState:
-    next_pos: int  # frames seen so far: the position of the next frame
-    slot_pos: torch.Tensor  # [W] long: the position each ring slot holds (-1: empty)
+    next_pos: torch.Tensor  # [B] long: frames seen so far by each stream (the next frame's position)
+    slot_pos: torch.Tensor  # [B, W] long: the position each ring slot holds (-1: empty)
 
 
 @dataclass
@@ -271,8 +298,8 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(H * D, cfg.hidden_size, bias=bias)
 
     def forward(self, x, cos, sin, mask, stream: StreamState | None = None, slots=None) -> torch.Tensor:
-        """x: [B, T, C]; mask: [T, W + T] (streaming: ring keys first) or [T, T] (offline);
-        slots: ring slots [n] for the last n new keys (streaming only)."""
+        """x: [B, T, C]; mask: [B, 1, T, W + T] (streaming: ring keys first) or [T, T] (offline);
+        slots: ring slots [B, n] for the last n new keys of each row (streaming only)."""
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # [B, H, T, D]
         k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # [B, Hkv, T, D]
@@ -281,10 +308,11 @@ class Attention(nn.Module):
         if stream is not None:
             st = stream.get(self, lambda: KVState(*(k.new_zeros(B, self.n_kv_heads, self.window, self.head_dim)
                                                     for _ in range(2))))
-            n = slots.shape[0]
+            n = slots.shape[1]
             k_all, v_all = torch.cat([st.k, k], dim=2), torch.cat([st.v, v], dim=2)
-            st.k.index_copy_(2, slots, k[:, :, T - n:])
-            st.v.index_copy_(2, slots, v[:, :, T - n:])
+            index = slots[:, None, :, None].expand(B, self.n_kv_heads, n, self.head_dim)
+            st.k.scatter_(2, index, k[:, :, T - n:])  # per row: each stream has its own ring position
+            st.v.scatter_(2, index, v[:, :, T - n:])
             k, v = k_all, v_all
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=self.n_kv_heads != self.n_heads)
         return self.o_proj(out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
@@ -336,25 +364,28 @@ class DecoderTransformer(nn.Module):
         self.register_buffer("inv_freq", rope_inv_freq(self.head_dim, self.rope_theta, device), persistent=False)
 
     def forward(self, x: torch.Tensor, stream: StreamState | None = None) -> torch.Tensor:
-        T, dev = x.shape[1], x.device
-        ring = None
-        if stream is not None:
-            ring = stream.get(self, lambda: RingState(0, torch.full((self.window,), -1, dtype=torch.long, device=dev)))
-        start = ring.next_pos if ring is not None else 0
-        pos = torch.arange(start, start + T, device=dev)  # absolute positions, as in the full decode
-        key_pos = pos if ring is None else torch.cat([ring.slot_pos, pos])
-        # query at p sees keys at (p - W, p]; empty ring slots (position -1) never
-        mask = (key_pos[None] <= pos[:, None]) & (key_pos[None] > pos[:, None] - self.window) & (key_pos[None] >= 0)
-        slots = None
-        if ring is not None:
-            kept = pos[-self.window:]  # only the last W new frames can still be attended to
+        B, T, dev = x.shape[0], x.shape[1], x.device
+        steps = torch.arange(T, device=dev)
+        if stream is None:  # offline: every row starts at position 0
+            pos = steps
+            mask = (pos[None] <= pos[:, None]) & (pos[None] > pos[:, None] - self.window)  # [T, T]
+            slots = ring = None
+        else:  # each row continues its own stream: positions [B, T], ring keys first
+            ring = stream.get(self, lambda: RingState(torch.zeros(B, dtype=torch.long, device=dev),
+                                                      torch.full((B, self.window), -1, dtype=torch.long, device=dev)))
+            pos = ring.next_pos[:, None] + steps  # [B, T] absolute positions, as in the full decode
+            key_pos = torch.cat([ring.slot_pos, pos], dim=1)[:, None, :]  # [B, 1, W + T]
+            q_pos = pos[:, :, None]  # [B, T, 1]
+            # query at p sees keys at (p - W, p]; empty ring slots (position -1) never
+            mask = ((key_pos <= q_pos) & (key_pos > q_pos - self.window) & (key_pos >= 0))[:, None]
+            kept = pos[:, -self.window:]  # only the last W new frames can still be attended to
             slots = kept % self.window
         cos, sin = rope_cos_sin(self.inv_freq, pos, x.dtype)
         h = self.input_proj(x)
         for layer in self.layers:
             h = layer(h, cos, sin, mask, stream, slots)
         if ring is not None:
-            ring.slot_pos.index_copy_(0, slots, kept)
+            ring.slot_pos.scatter_(1, slots, kept)
             ring.next_pos += T
         return self.output_proj(self.norm(h))
 

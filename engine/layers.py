@@ -1,5 +1,6 @@
 """Building blocks shared by every transformer in the engine (talker, code predictor,
-codec decoder and encoder transformers): RMSNorm, rotary embeddings, a static KV cache.
+codec decoder and encoder transformers): RMSNorm and rotary embeddings; and the CPU
+bfloat16 linear packing.
 
 Numerics follow the official code: norms and RoPE tables are computed in float32 and cast
 back, so bf16 runs stay close to the float32 reference.
@@ -45,27 +46,6 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     if cos.dim() == 3:
         cos, sin = cos[:, None], sin[:, None]
     return x * cos + rotate_half(x) * sin
-
-
-class KVCache(nn.Module):
-    """Preallocated keys/values for one attention layer: [B, H_kv, T_max, D].
-
-    `update` writes new entries in place at `input_pos` and returns the full buffers, so the
-    decode loop never grows a tensor (gpt-fast's design). Attention masks out positions not
-    yet written.
-    """
-
-    def __init__(self, batch: int, kv_heads: int, max_len: int, head_dim: int, dtype, device=None):
-        super().__init__()
-        shape = (batch, kv_heads, max_len, head_dim)
-        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
-        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
-
-    def update(self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
-        """input_pos: [T] positions; k, v: [B, H_kv, T, D]."""
-        self.k.index_copy_(2, input_pos, k)
-        self.v.index_copy_(2, input_pos, v)
-        return self.k, self.v
 
 
 # --- CPU bfloat16 linears ----------------------------------------------------------------

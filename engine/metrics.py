@@ -40,6 +40,7 @@ class RequestMetrics:
     compute_s: float = 0.0
     stop_reason: StopReason | None = None
     segment_stops: list[StopReason] = field(default_factory=list)
+    seed: int | None = None  # the seed a sampled request ran with (segment k: seed + k)
     submitted_at: float = field(default_factory=time.perf_counter, repr=False)
     started_at: float | None = field(default=None, repr=False)
 

@@ -33,11 +33,17 @@ from engine.text_tokenizer import REF_TAIL_LEN, ROLE_LEN, TEXT_TAIL_LEN
 @dataclass
 class TalkerPrompt:
     """What generation needs: prefill rows [1, T, C], trailing text rows [1, N, C] (fed one per
-    frame) and the tts_pad row [1, 1, C] fed once they run out."""
+    frame) and the tts_pad row [1, 1, C] fed once they run out.
+
+    shared_prefix: how many leading rows do not depend on the text to speak (ICL: role, codec
+    tags, x-vector and the reference transcript zipped with the reference frames), so that
+    their keys and values can be reused by the voice's next request; 0 without ICL.
+    """
 
     embeds: torch.Tensor
     trailing: torch.Tensor
     pad: torch.Tensor
+    shared_prefix: int = 0
 
 
 class PromptBuilder:
@@ -81,9 +87,13 @@ class PromptBuilder:
         head = torch.cat([pad.expand(-1, n - 2, -1), bos], dim=1) + codec[:, :-1]
         rows = [self._text(text_ids[:ROLE_LEN]), head]
         body = text_ids[ROLE_LEN:-TEXT_TAIL_LEN]
+        shared = 0
         if ref_codes is not None:
-            icl, trailing = self._icl(body, ref_ids[ROLE_LEN:-REF_TAIL_LEN], ref_codes, eos, pad, non_streaming_mode)
+            ref_body = ref_ids[ROLE_LEN:-REF_TAIL_LEN]
+            icl, trailing = self._icl(body, ref_body, ref_codes, eos, pad, non_streaming_mode)
             rows.append(icl)
+            # row i of the ICL part is reference text i + reference codec row i while i < len(ref_body)
+            shared = ROLE_LEN + head.shape[1] + min(len(ref_body), icl.shape[1])
         elif non_streaming_mode:
             text = torch.cat([self._text(body), eos], dim=1)
             rows += [text + self._codec([t.codec_pad_id] * text.shape[1]), pad + codec[:, -1:]]
@@ -91,7 +101,7 @@ class PromptBuilder:
         else:
             rows.append(self._text(body[:1]) + codec[:, -1:])
             trailing = torch.cat([self._text(body[1:]), eos], dim=1)
-        return TalkerPrompt(embeds=torch.cat(rows, dim=1), trailing=trailing, pad=pad)
+        return TalkerPrompt(embeds=torch.cat(rows, dim=1), trailing=trailing, pad=pad, shared_prefix=shared)
 
     def _icl(self, body: list[int], ref_body: list[int], ref_codes: torch.Tensor, eos, pad, non_streaming: bool):
         t = self.cfg.talker

@@ -4,15 +4,16 @@
                               cancel=event):
         play(chunk.pcm)                      # float32 [-1, 1], chunk.sample_rate Hz
 
-How a request runs (`stream_steps`, one step = one codec frame):
+How a request runs (`engine.batch.engine`, one step = one codec frame; `stream_steps` runs
+it alone, the worker runs many requests as the rows of one batched step):
 1. `plan_request` validates everything up front, in the caller's thread: the text
    (`engine.text_split`: non-empty, at most 5,000 characters), the language
    (`engine.languages`), the chunk sizes; it splits the text into segments.
 2. Segments are synthesized in order with the same voice, language and sampling options.
-   Each one starts a fresh talker run (`model.iter_codes`) and a fresh streaming codec
-   decoder: in ICL mode a copy of one primed with the voice's reference codes (primed once
-   per request), so the reference's own audio is never emitted but the first frames
-   continue its acoustic context. With a
+   Each one starts a fresh talker run and a fresh codec stream: in ICL mode one continuing
+   from the voice's reference codes (decoded once and kept, engine.batch.codec), so the
+   reference's own audio is never emitted but the first frames continue its acoustic
+   context. With a
    seed, segment k samples with seed + k (segment 0 is exactly `generate_codes` with the
    seed).
 3. Frames go through the decoder as they come: the first chunk of each segment after
@@ -46,9 +47,9 @@ import torch
 
 from engine.errors import InvalidParameterError
 from engine.languages import normalize_language
-from engine.metrics import RequestMetrics, StopReason
+from engine.metrics import RequestMetrics
 from engine.sampling import SamplingParams
-from engine.text_split import MAX_SEGMENT_UNITS, length_guard_frames, split_text, validate_text
+from engine.text_split import MAX_SEGMENT_UNITS, split_text, validate_text
 
 DEFAULT_CHUNK_FRAMES = 4
 DEFAULT_FIRST_CHUNK_FRAMES = 1
@@ -124,103 +125,34 @@ def plan_request(text: str, voice=None, language: str | None = "auto", sampling:
 # the frame loop
 
 
-def _sample_rate(model) -> int:
-    return int(getattr(model, "sample_rate", None) or SAMPLE_RATE)
-
-
-def _segment_params(sampling: SamplingParams, index: int, limit: int) -> SamplingParams:
-    changes = {"max_new_tokens": limit}
-    if sampling.seed is not None and index:
-        changes["seed"] = (sampling.seed + index) % 2**63
-    return sampling.replace(**changes)
-
-
 def stream_steps(model, plan: RequestPlan, cancel: threading.Event | None = None,
                  metrics: RequestMetrics | None = None) -> Iterator[AudioChunk | None]:
     """Run a planned request one codec frame per `next()`: yields an AudioChunk when one is
-    ready, else None. This is the unit of work the device worker interleaves; `stream`
-    wraps it for direct use. Closing the iterator frees the request's state."""
-    from engine.codec_decoder import StreamingDecoder
+    ready, else None. `stream` wraps it for direct use (and the ZeroGPU runtime runs it on
+    the GPU). It runs the batched engine with a private one-slot pool (engine.batch.engine),
+    the code the worker runs for many streams at once. Closing the iterator frees its state."""
+    from engine.batch.engine import BatchEngine
 
     metrics = metrics if metrics is not None else RequestMetrics(submitted_at=plan.submitted_at)
-    metrics.text_chars, metrics.segments = len(plan.text), len(plan.segments)
-    if metrics.started_at is None:
-        metrics.mark_started()
     cancel = cancel or threading.Event()
-    sampling = plan.sampling or model.default_sampling()
-    sr = _sample_rate(model)
-    # The voice's reference codes are run through the decoder once; each segment continues
-    # from a copy of that state (the reference's own audio is never emitted).
-    primed = StreamingDecoder(model.codec_decoder)
-    ref_codes = getattr(plan.voice, "ref_codes", None) if getattr(plan.voice, "mode", None) == "icl" else None
-    if ref_codes is not None:
-        primed.prime(ref_codes)
-    position = [0, 0]  # frames, samples emitted so far in the utterance
-
-    def chunk(pcm: np.ndarray, frames: int, segment: int, pause: bool = False) -> AudioChunk:
-        out = AudioChunk(pcm=pcm, sample_rate=sr, frame_index=position[0], num_frames=frames,
-                         segment_index=segment, start_s=position[1] / sr,
-                         elapsed_s=time.perf_counter() - metrics.submitted_at, is_pause=pause)
-        metrics.mark_audio(frames, pcm.shape[0] / sr)
-        position[0] += frames
-        position[1] += pcm.shape[0]
-        return out
-
+    engine = BatchEngine(model, slots=1, capacity=64, private=True)
+    utt = engine.start(plan, cancel, metrics)
     try:
-        for index, segment in enumerate(plan.segments):
-            if cancel.is_set():
-                break
-            if index and plan.segment_pause_s > 0:
-                pause = np.zeros(int(round(plan.segment_pause_s * sr)), dtype=np.float32)
-                yield chunk(pause, 0, index, pause=True)
-            reason = yield from _segment_steps(model, plan, segment, index, sampling, primed.copy(), cancel, chunk)
-            metrics.mark_segment(reason)
-            if reason is StopReason.CANCELLED:
-                break
+        with torch.inference_mode():
+            while not utt.done or utt.chunks:
+                if utt.chunks:
+                    yield utt.chunks.popleft()
+                    continue
+                engine.tick()
+                if not utt.chunks and not utt.done:
+                    yield None
+        if utt.error is not None:
+            raise utt.error
     except GeneratorExit:  # closed by the consumer or the worker: that is a cancellation
         cancel.set()
         raise
     finally:
-        primed.reset()
-        metrics.finish(StopReason.CANCELLED if cancel.is_set() else None)
-
-
-def _segment_steps(model, plan: RequestPlan, segment: str, index: int, sampling: SamplingParams, decoder,
-                   cancel: threading.Event, chunk) -> Iterator[AudioChunk | None]:
-    """One segment's frames (a sub-generator of `stream_steps`) through `decoder`, a fresh
-    decoder (primed with the voice's reference in ICL mode); returns its StopReason."""
-    guard = length_guard_frames(segment) if plan.length_guard else None
-    limit = sampling.max_new_tokens if guard is None else min(guard, sampling.max_new_tokens)
-    at_limit = StopReason.LENGTH_GUARD if guard is not None and guard < sampling.max_new_tokens \
-        else StopReason.MAX_TOKENS
-    frames = model.iter_codes(segment, voice=plan.voice, language=plan.language,
-                              sampling=_segment_params(sampling, index, limit))
-    pending: list[torch.Tensor] = []
-    need, produced = plan.first_chunk_frames, 0
-    try:
-        while True:
-            if cancel.is_set():
-                return StopReason.CANCELLED  # pending frames are dropped: stop means stop
-            codes = next(frames, None)
-            if codes is None:
-                break
-            produced += 1
-            pending.append(codes)
-            if len(pending) < need:
-                yield None
-                continue
-            yield chunk(_decode(decoder, pending), len(pending), index)
-            pending, need = [], plan.chunk_frames
-        if pending:
-            yield chunk(_decode(decoder, pending), len(pending), index)
-    finally:
-        frames.close()  # releases the talker caches now, not at garbage collection
-    return at_limit if produced >= limit else StopReason.EOS
-
-
-def _decode(decoder, frames: list[torch.Tensor]) -> np.ndarray:
-    pcm = decoder.push(torch.stack(frames))  # [n, 16] -> [n * hop]
-    return pcm.detach().to("cpu", torch.float32).numpy()
+        engine.release(utt)
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """The talker: a Qwen3 decoder that reads text and codec embeddings and predicts codebook 0.
 
 Also home of the Qwen3 decoder stack the code predictor shares (q/k RMSNorm, grouped-query
-attention, RoPE, SwiGLU MLP). Layers only: loading is in engine/loader.py, the decode loop in
-engine/generation.py.
+attention, RoPE, SwiGLU MLP). Layers only: loading is in engine/loader.py, the decode step in
+engine/batch/step.py.
 
 RoPE: the official talker uses multimodal RoPE (mrope_section, interleaved) with three
 position ids per token; for speech all three are equal, and then every section rotates by
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.config import DecoderConfig, TalkerConfig
-from engine.layers import KVCache, RMSNorm, apply_rope, rope_cos_sin, rope_inv_freq
+from engine.layers import RMSNorm, apply_rope, rope_cos_sin, rope_inv_freq
 
 
 class Attention(nn.Module):
@@ -30,27 +30,34 @@ class Attention(nn.Module):
         self.q_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps)  # per head, before RoPE (Qwen3)
         self.k_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache,
-                input_pos: torch.Tensor, kv_len: int) -> torch.Tensor:
-        """x: [B, T, C] at positions input_pos [T]; attends to cache entries [0, kv_len)."""
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, k_cache: torch.Tensor,
+                v_cache: torch.Tensor, write_pos: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """x: [B, T, C], written to the caches at positions write_pos [B, T].
+
+        k_cache, v_cache: [B, H_kv, L, D], views of the caller's caches (row b = batch row b);
+        every key in [0, L) is read. mask: [B, 1, T, L] bool (True: may attend), or None:
+        causal when T > 1 (then T == L: a prefill from position 0), all L keys when T == 1.
+        """
         B, T, _ = x.shape
         q = self.q_norm(self.wq(x).view(B, T, self.n_heads, self.head_dim)).transpose(1, 2)  # [B, H, T, D]
         k = self.k_norm(self.wk(x).view(B, T, self.n_kv, self.head_dim)).transpose(1, 2)  # [B, Hkv, T, D]
         v = self.wv(x).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        k_all, v_all = cache.update(input_pos, k.to(cache.k.dtype), v.to(cache.v.dtype))
-        k, v = k_all[:, :, :kv_len], v_all[:, :, :kv_len]  # views of the written prefix, no copy
-        q = q.to(k.dtype)  # the cache may be wider than the weights (float32 on CPU, see generation)
+        index = write_pos[:, None, :, None].expand(B, self.n_kv, T, self.head_dim)
+        k_cache.scatter_(2, index, k.to(k_cache.dtype))  # in place: per-row positions, no host sync
+        v_cache.scatter_(2, index, v.to(v_cache.dtype))
+        q = q.to(k_cache.dtype)  # the cache may be wider than the weights (float32 on CPU)
         if T == 1:
-            mask, causal = None, False  # one new token sees every cached one
-        elif kv_len == T:
-            mask, causal = None, True  # a prefill from position 0
-        else:  # a chunk after cached tokens: causal within the chunk
-            mask = torch.arange(kv_len, device=x.device)[None, :] <= input_pos[:, None]  # [T, kv_len]
-            causal = False
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
-                                           enable_gqa=self.n_kv != self.n_heads)
-        y = y.to(x.dtype).transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # [B, T, H * D]
+            # One new token per row: the query heads that share a KV head become that head's
+            # queries, so a plain (non-GQA) attention kernel serves every device and mask.
+            G = self.n_heads // self.n_kv
+            y = F.scaled_dot_product_attention(q.reshape(B, self.n_kv, G, self.head_dim), k_cache, v_cache,
+                                               attn_mask=mask)  # [B, Hkv, G, D]; mask [B, 1, 1, L] broadcasts
+        else:
+            y = F.scaled_dot_product_attention(q, k_cache, v_cache, attn_mask=mask, is_causal=mask is None,
+                                               enable_gqa=self.n_kv != self.n_heads)  # [B, H, T, D]
+            y = y.transpose(1, 2)
+        y = y.to(x.dtype).reshape(B, T, self.n_heads * self.head_dim)  # [B, T, H * D]
         return self.wo(y)  # [B, T, C]
 
 
@@ -73,13 +80,14 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = MLP(cfg.hidden_size, cfg.intermediate_size)
 
-    def forward(self, x, cos, sin, cache, input_pos, kv_len):
-        x = x + self.attn(self.attn_norm(x), cos, sin, cache, input_pos, kv_len)
+    def forward(self, x, cos, sin, k_cache, v_cache, write_pos, mask):
+        x = x + self.attn(self.attn_norm(x), cos, sin, k_cache, v_cache, write_pos, mask)
         return x + self.mlp(self.mlp_norm(x))
 
 
 class DecoderStack(nn.Module):
-    """Pre-norm Qwen3 decoder layers + final norm, run against caller-owned KV caches."""
+    """Pre-norm Qwen3 decoder layers + final norm, run against caller-owned KV caches
+    (engine.batch.pool.DecodePool owns them)."""
 
     def __init__(self, cfg: DecoderConfig):
         super().__init__()
@@ -92,22 +100,17 @@ class DecoderStack(nn.Module):
         self.register_buffer("inv_freq", rope_inv_freq(self.cfg.head_dim, self.cfg.rope_theta, device=device),
                              persistent=False)
 
-    def new_caches(self, max_len: int, dtype: torch.dtype, batch: int = 1) -> list[KVCache]:
-        """One preallocated KV cache per layer for sequences up to max_len."""
-        c = self.cfg
-        return [KVCache(batch, c.num_kv_heads, max_len, c.head_dim, dtype, self.norm.weight.device)
-                for _ in range(c.num_layers)]
-
     def rope_table(self, max_len: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """cos/sin for positions [0, max_len): [max_len, head_dim] each, computed in float32."""
         positions = torch.arange(max_len, device=self.inv_freq.device)
         return rope_cos_sin(self.inv_freq, positions, dtype)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, caches: list[KVCache],
-                input_pos: torch.Tensor, kv_len: int) -> torch.Tensor:
-        """x: [B, T, C]; cos/sin: [T, D] rows for input_pos; returns normed hidden [B, T, C]."""
-        for layer, cache in zip(self.layers, caches):
-            x = layer(x, cos, sin, cache, input_pos, kv_len)
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, k_caches: list[torch.Tensor],
+                v_caches: list[torch.Tensor], write_pos: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """x: [B, T, C]; cos/sin: [B, T, D] (or [T, D]) for write_pos [B, T]; one cache view per
+        layer (see Attention.forward); returns the normed hidden states [B, T, C]."""
+        for layer, k_cache, v_cache in zip(self.layers, k_caches, v_caches):
+            x = layer(x, cos, sin, k_cache, v_cache, write_pos, mask)
         return self.norm(x)
 
 

@@ -8,8 +8,11 @@ small unit of work (one codec frame for synthesis) and returns an item for the c
 
 Scheduling:
 - Each session runs at most one request at a time (its requests are spoken in order);
-  up to `max_active` sessions run at once and the worker advances their requests one
-  step each in turn, so every active stream progresses at the same frame rate.
+  up to `max_active` sessions run at once. Synthesis requests (`Session.speak`) are the
+  rows of one batched step (engine.batch.engine.BatchEngine, its pool allocated once per
+  worker): each worker iteration advances every one of them by one frame in one forward
+  pass; a new request joins the running batch at a frame boundary. Other jobs
+  (`Session.submit`) advance one step each per iteration, in turn.
 - A free slot goes to the waiting session served least recently (round-robin), so a
   session that queues many requests cannot starve the others.
 - `RequestHandle.position` is the estimated number of requests that start before this
@@ -18,17 +21,22 @@ Scheduling:
   beyond that `submit` raises `BusyError` at once.
 - A job that raises fails its own request only. On CUDA out-of-memory the worker empties
   the CUDA cache and restarts the request once if it has not delivered anything yet;
-  otherwise (or on a second OOM) that request fails with code GPU_OUT_OF_MEMORY.
+  otherwise (or on a second OOM) that request fails with code GPU_OUT_OF_MEMORY. An OOM in
+  the batched step also halves `max_active` (the batch), so the retried requests fit.
 - Cancelling stops a running request before its next step (within one frame) and closes
   its iterator, which frees its state; the consumer sees a clean end of stream.
 
 Device, dtype and model come from the arguments, else the environment (engine.device).
+The decode context per request (`capacity`: prompt + frames) comes from TTS_MAX_CONTEXT,
+else 1024 positions on CPU and 2048 on CUDA; `max_active` is cut to what the device's free
+memory holds (engine.batch.pool.DecodePool.bytes_per_slot).
 """
 from __future__ import annotations
 
 import asyncio
 import itertools
 import logging
+import os
 import threading
 from collections import deque
 from typing import Any, Callable, Iterator
@@ -81,7 +89,7 @@ class RequestHandle:
     request's error if it failed. `position`, `state` and `metrics` can be read any time.
     """
 
-    def __init__(self, worker: "EngineWorker", session: "Session", job: Job, request_id: int):
+    def __init__(self, worker: "EngineWorker", session: "Session", job: Job | None, request_id: int, plan=None):
         self.id = request_id
         self.session = session
         self.metrics = RequestMetrics()
@@ -89,6 +97,8 @@ class RequestHandle:
         self.state = "waiting"  # waiting | running | done | cancelled | failed
         self._worker = worker
         self._job = job
+        self._plan = plan  # a synthesis request: a row of the batched engine (else a job)
+        self._utterance = None  # its engine.batch.engine.Utterance while running
         self._cancel = threading.Event()
         self._items: deque = deque()
         self._finished = False
@@ -211,8 +221,7 @@ class Session:
         from engine import streaming
 
         plan = streaming.plan_request(text, **kwargs)
-        return self.submit(lambda cancel, metrics: streaming.stream_steps(
-            self.worker.model, plan, cancel=cancel, metrics=metrics))
+        return self.worker._submit(self, None, plan)
 
     def cancel_all(self) -> None:
         """Cancel this session's running and waiting requests."""
@@ -240,7 +249,7 @@ class EngineWorker:
 
     def __init__(self, model=None, *, model_id: str | None = None, device=None, dtype=None,
                  max_active: int = 4, max_waiting: int = 32, max_waiting_per_session: int = 8,
-                 loader: Callable | None = None, name: str = "tts-worker"):
+                 loader: Callable | None = None, name: str = "tts-worker", capacity: int | None = None):
         if max_active < 1 or max_waiting < 0 or max_waiting_per_session < 0:
             raise InvalidParameterError("max_active must be >= 1 and the waiting limits >= 0")
         self.model = model
@@ -248,6 +257,8 @@ class EngineWorker:
         self.device = resolve_device(device or getattr(model, "device", None))
         self.dtype = resolve_dtype(dtype or getattr(model, "dtype", None), self.device)
         self.max_active, self.max_waiting = max_active, max_waiting
+        self.capacity = capacity or default_capacity(self.device)
+        self.engine = None  # the BatchEngine, made on the worker thread at the first synthesis
         self.max_waiting_per_session = max_waiting_per_session
         self.state = "ready" if model is not None else "not_loaded"  # + loading | failed | stopped
         self.load_error: BaseException | None = None
@@ -314,7 +325,7 @@ class EngineWorker:
                         waiting=self.waiting)
 
     # ---- submission and queue positions ------------------------------------------------
-    def _submit(self, session: Session, job: Job) -> RequestHandle:
+    def _submit(self, session: Session, job: Job | None, plan=None) -> RequestHandle:
         with self._lock:
             if self._stopping or self.state in ("failed", "stopped"):
                 reason = f": {self.load_error}" if self.load_error else ""
@@ -327,7 +338,7 @@ class EngineWorker:
             if len(session.pending) >= self.max_waiting_per_session:
                 raise BusyError(f"{session.name} already has {len(session.pending)} requests "
                                 "waiting; wait for them to finish or cancel them")
-            handle = RequestHandle(self, session, job, next(self._ids))
+            handle = RequestHandle(self, session, job, next(self._ids), plan)
             session.pending.append(handle)
             if session not in self._rr:
                 self._rr.append(session)
@@ -375,8 +386,12 @@ class EngineWorker:
                         self._work.wait()
                         continue
                     batch = list(self._active)
-                for handle in batch:  # one step each: round-robin progress
-                    self._step(handle)
+                synthesis = [h for h in batch if h._plan is not None]
+                if synthesis:
+                    self._tick(synthesis)  # one frame for every synthesis request, in one pass
+                for handle in batch:  # other jobs: one step each, round-robin progress
+                    if handle._plan is None:
+                        self._step(handle)
         self._finish_all()
 
     def _finish_all(self) -> None:
@@ -432,6 +447,92 @@ class EngineWorker:
         for session in [s for s in self._rr if not s.pending and s.active is None]:
             self._rr.remove(session)
 
+    # ---- synthesis: rows of the batched engine -------------------------------------------
+    def _batch_engine(self):
+        if self.engine is None:
+            from engine.batch.engine import BatchEngine
+
+            slots = fit_slots(self.model, self.max_active, self.capacity)
+            if slots < self.max_active:
+                log.warning("max_active %d cut to %d: that is what free memory holds at %d positions each",
+                            self.max_active, slots, self.capacity)
+                self.max_active = slots
+            self.engine = BatchEngine(self.model, slots=slots, capacity=self.capacity)
+        return self.engine
+
+    def _tick(self, handles: list[RequestHandle]) -> None:
+        """Start newly admitted synthesis requests, then advance all of them by one frame."""
+        try:
+            engine = self._batch_engine()
+        except Exception as e:  # noqa: BLE001 - e.g. a model without its codec decoder
+            for handle in handles:
+                self._fail(handle, e)
+            return
+        for handle in handles:
+            if handle._utterance is None and not handle._cancel.is_set():
+                if engine.free_slots == 0:
+                    continue  # max_active was cut after an OOM: it waits for a slot
+                handle._utterance = engine.start(handle._plan, handle._cancel, handle.metrics)
+        try:
+            touched = engine.tick()
+        except _OOM_ERRORS as e:
+            self._batch_out_of_memory(handles, e)
+            return
+        except Exception as e:  # noqa: BLE001 - the step itself failed: its rows cannot go on
+            log.exception("the batched step failed")
+            for handle in handles:
+                if handle._utterance is not None:
+                    engine.release(handle._utterance)
+                    self._fail(handle, e)
+            return
+        by_slot = {h._utterance.slot: h for h in handles if h._utterance is not None}
+        for utt in touched:
+            handle = by_slot.get(utt.slot)
+            if handle is None or handle._utterance is not utt:
+                continue
+            with self._lock:
+                while utt.chunks:
+                    handle._push(utt.chunks.popleft())
+            if utt.done:
+                handle._utterance = None
+                if utt.error is not None:
+                    self._fail(handle, utt.error)
+                elif handle._cancel.is_set():
+                    self._end(handle, "cancelled", reason=StopReason.CANCELLED)
+                else:
+                    self._end(handle, "done")
+        for handle in handles:  # cancelled before they started
+            if handle._utterance is None and handle._cancel.is_set() and not handle._finished:
+                self._end(handle, "cancelled", reason=StopReason.CANCELLED)
+
+    def _batch_out_of_memory(self, handles: list[RequestHandle], error: BaseException) -> None:
+        """The batched step ran out of GPU memory: free everything, halve the batch, restart
+        the requests that have delivered nothing yet (once), fail the others."""
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        running = [h for h in handles if h._utterance is not None]
+        self.max_active = max(1, len(running) // 2)
+        log.warning("the batched step ran out of GPU memory with %d requests; batch cut to %d",
+                    len(running), self.max_active)
+        for handle in running:
+            self.engine.release(handle._utterance)
+            handle._utterance = None
+            if not handle._retried and handle._delivered == 0:
+                handle._retried = True
+                handle.metrics = RequestMetrics(submitted_at=handle.metrics.submitted_at)
+                handle.metrics.mark_started()
+                continue
+            failure = SynthesisError(f"out of GPU memory: {error}", code="GPU_OUT_OF_MEMORY")
+            failure.__cause__ = error
+            self._end(handle, "failed", error=failure, reason=StopReason.ERROR)
+
+    def _fail(self, handle: RequestHandle, e: BaseException) -> None:
+        log.warning("request %s of %s failed: %r", handle.id, handle.session.name, e)
+        error = e if isinstance(e, EngineError) else SynthesisError(f"synthesis failed: {e}")
+        if error is not e:
+            error.__cause__ = e
+        self._end(handle, "failed", error=error, reason=StopReason.ERROR)
+
     def _step(self, handle: RequestHandle) -> None:
         """Advance one request by one step; every failure ends that request only."""
         if handle._cancel.is_set():
@@ -451,11 +552,7 @@ class EngineWorker:
             self._out_of_memory(handle, e)
             return
         except Exception as e:  # noqa: BLE001 - isolate the failure to this request
-            log.warning("request %s of %s failed: %r", handle.id, handle.session.name, e)
-            error = e if isinstance(e, EngineError) else SynthesisError(f"synthesis failed: {e}")
-            if error is not e:
-                error.__cause__ = e
-            self._end(handle, "failed", error=error, reason=StopReason.ERROR)
+            self._fail(handle, e)
             return
         if item is not None:
             with self._lock:
@@ -479,6 +576,9 @@ class EngineWorker:
     def _end(self, handle: RequestHandle, state: str, error: BaseException | None = None,
              reason: StopReason | None = None) -> None:
         _close(handle)
+        if handle._utterance is not None:
+            self.engine.release(handle._utterance)
+            handle._utterance = None
         with self._lock:
             handle.metrics.finish(reason)
             if handle in self._active:
@@ -487,6 +587,37 @@ class EngineWorker:
                 handle.session.active = None
             handle._finish(state, error)
             self._work.notify_all()
+
+
+def default_capacity(device) -> int:
+    """Talker positions per request (prompt + frames): TTS_MAX_CONTEXT, else by device. A
+    segment is at most 516 frames (engine.text_split) after a prompt of a few hundred rows."""
+    value = os.environ.get("TTS_MAX_CONTEXT")
+    if value:
+        if not value.isdigit() or not 64 <= int(value) <= 32768:
+            raise InvalidParameterError(f"TTS_MAX_CONTEXT must be an integer in [64, 32768], got {value!r}")
+        return int(value)
+    return 2048 if torch.device(device).type == "cuda" else 1024
+
+
+def free_memory(device) -> int:
+    """Bytes free on `device` now (CUDA: the driver's count; CPU: available RAM)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40
+
+
+def fit_slots(model, requested: int, capacity: int, headroom: float = 0.5) -> int:
+    """The largest batch (<= requested) whose decode state fits in `headroom` of free memory
+    (the rest is left for activations, the codec and everything else)."""
+    from engine.batch.pool import DecodePool
+
+    per_slot = DecodePool.bytes_per_slot(model.talker, model.predictor, capacity) + (8 << 20)  # + codec state
+    return max(1, min(requested, int(free_memory(model.device) * headroom // per_slot)))
 
 
 def _close(handle: RequestHandle) -> None:

@@ -223,7 +223,7 @@ def test_sliding_window_transformer_chunked(split, kv_heads):
             layer.mlp_scale.fill_(1.0)
     state = chunked_equals_full(model, rand(2, 40, 12), split, time_dim=1)
     shapes = sorted(tuple(t.shape) for t in state.tensors())
-    assert shapes == sorted([(8,)] + [(2, kv_heads, 8, 6)] * 4)  # ring positions + k, v per layer
+    assert shapes == sorted([(2,), (2, 8)] + [(2, kv_heads, 8, 6)] * 4)  # per row: position, ring slots; k, v
 
 
 def test_window_really_limits_attention():

@@ -1,5 +1,6 @@
 """Sampling: the filters equal the official logits processors, options are validated in one
-place, and a seed makes a sampled run reproducible."""
+place, every row of a batch samples with its own settings, the counter-based noise draws
+from the right distribution, and a seed makes a sampled run reproducible."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,19 @@ import torch
 from safetensors.torch import load_file
 
 from engine import InvalidParameterError, SamplingParams, load_model
-from engine.sampling import TalkerSampler, subtalker_pick, temperature_top_k_top_p
+from engine.sampling import (SamplingRows, choose, codebook0_logits, control_masks, noise,
+                             temperature_top_k_top_p)
+
+
+def rows_for(*params: SamplingParams, seeds=None) -> SamplingRows:
+    rows = SamplingRows.empty(len(params), "cpu")
+    for i, p in enumerate(params):
+        rows.set_row(i, p, (seeds or [0] * len(params))[i])
+    return rows
+
+
+def per_row(value, dtype=torch.float32) -> torch.Tensor:
+    return torch.tensor([value], dtype=dtype)
 
 
 def goldens(golden_dir):
@@ -30,34 +43,77 @@ def test_talker_filters_match_official_processors(tiny_ckpt, golden_dir):
     assert {"RepetitionPenaltyLogitsProcessor", "MinNewTokensLengthLogitsProcessor", "SuppressTokensLogitsProcessor",
             "TemperatureLogitsWarper", "TopKLogitsWarper", "TopPLogitsWarper"} <= \
         {p for case in meta["talker"] for p in case["processors"]}
+    suppress, eos_mask = control_masks(vocab, vocab - 1024, eos, "cpu")
     for i, case in enumerate(meta["talker"]):
         params = SamplingParams(temperature=case["temperature"], top_k=case["top_k"], top_p=case["top_p"],
                                 repetition_penalty=case["repetition_penalty"])
-        sampler = TalkerSampler(params, vocab, vocab - 1024, eos, "cpu", None)
-        history = tensors[f"filter.talker.{i}.history"]
-        sampler.seen[0, history] = True
-        sampler.step = case["step"]
-        ours = sampler.filter(tensors[f"filter.talker.{i}.logits"][None])[0]
+        rows = rows_for(params)
+        seen = torch.zeros(1, vocab, dtype=torch.bool)
+        seen[0, tensors[f"filter.talker.{i}.history"]] = True
+        logits = codebook0_logits(tensors[f"filter.talker.{i}.logits"][None], seen, torch.tensor([case["step"]]),
+                                  rows, suppress, eos_mask)
+        ours = temperature_top_k_top_p(logits, rows.temperature, rows.top_k, rows.top_p)[0]
         assert same_filtered(ours, tensors[f"filter.talker.{i}.out"]), case
 
 
 def test_subtalker_filters_match_official_processors(golden_dir):
     meta, tensors = goldens(golden_dir)
     for i, case in enumerate(meta["subtalker"]):
-        ours = temperature_top_k_top_p(tensors[f"filter.subtalker.{i}.logits"][None], case["temperature"],
-                                       case["top_k"], case["top_p"])[0]
+        ours = temperature_top_k_top_p(tensors[f"filter.subtalker.{i}.logits"][None], per_row(case["temperature"]),
+                                       per_row(case["top_k"], torch.long), per_row(case["top_p"]))[0]
         assert same_filtered(ours, tensors[f"filter.subtalker.{i}.out"]), case
 
 
 def test_min_new_tokens_bans_eos_and_control_block_is_suppressed():
-    vocab, eos = 1088, 166
-    sampler = TalkerSampler(SamplingParams.greedy(min_new_tokens=2), vocab, vocab - 1024, eos, "cpu", None)
+    vocab, eos = 1088, 1066
+    suppress, eos_mask = control_masks(vocab, vocab - 1024, eos, "cpu")
+    rows = rows_for(SamplingParams.greedy(min_new_tokens=2))
     logits = torch.zeros(1, vocab)
     logits[0, eos] = 10.0
     logits[0, 200] = 20.0  # a control id: never picked
-    assert int(sampler(logits)[0]) != eos and int(sampler(logits)[0]) != eos
-    assert int(sampler(logits)[0]) == eos  # the third step may end
-    assert not sampler.seen[0, 200]
+    seen = torch.zeros(1, vocab, dtype=torch.bool)
+    picks = []
+    for step in range(3):
+        processed = codebook0_logits(logits, seen, torch.tensor([step]), rows, suppress, eos_mask)
+        picks.append(int(processed.argmax(-1)[0]))
+    assert picks[0] != eos and picks[1] != eos and picks[2] == eos  # the third step may end
+    assert 200 not in picks
+
+
+def test_rows_of_a_batch_filter_with_their_own_settings():
+    """Row i of a batch gives what it gives alone: the warpers read per-row settings."""
+    torch.manual_seed(0)
+    logits = torch.randn(4, 300)
+    settings = [(0.7, 0, 1.0), (1.3, 20, 1.0), (1.0, 0, 0.8), (0.9, 50, 0.9)]
+    t, k, p = (torch.tensor([s[j] for s in settings], dtype=d) for j, d in
+               enumerate((torch.float32, torch.long, torch.float32)))
+    batch = temperature_top_k_top_p(logits, t, k, p)
+    for i in range(4):
+        alone = temperature_top_k_top_p(logits[i:i + 1], t[i:i + 1], k[i:i + 1], p[i:i + 1])
+        assert torch.equal(batch[i:i + 1], alone)
+    assert torch.isinf(batch[1]).sum() == 280 and not torch.isinf(batch[0]).any()
+
+
+def test_gumbel_max_draws_follow_the_softmax():
+    """choose() samples by argmax(logits + noise): over many counters, the frequencies of
+    each id match softmax(logits / T) (chi-square test, fixed seed: deterministic)."""
+    V, n = 8, 20000
+    logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -0.5, -1.0, -2.0, -4.0]])
+    temperature = 1.5
+    expected = torch.softmax(logits[0] / temperature, dim=0) * n
+    counters = torch.arange(n)
+    ones = torch.ones(n)
+    draws = choose(logits.expand(n, V), torch.ones(n, dtype=torch.bool), ones * temperature,
+                   torch.zeros(n, dtype=torch.long), ones,
+                   noise(torch.full((n,), 12345), torch.full((n,), 678), counters * 16, V))
+    observed = torch.bincount(draws, minlength=V).float()
+    chi2 = float(((observed - expected) ** 2 / expected).sum())
+    assert chi2 < 24.3, (observed, expected)  # the 0.999 quantile of chi-square with 7 degrees of freedom
+    # and different seeds or counters give different noise, the same ones the same
+    a = noise(torch.tensor([1]), torch.tensor([2]), torch.tensor([3]), 64)
+    assert torch.equal(a, noise(torch.tensor([1]), torch.tensor([2]), torch.tensor([3]), 64))
+    assert not torch.equal(a, noise(torch.tensor([1]), torch.tensor([2]), torch.tensor([4]), 64))
+    assert not torch.equal(a, noise(torch.tensor([5]), torch.tensor([2]), torch.tensor([3]), 64))
 
 
 @pytest.mark.parametrize("bad", [
@@ -94,6 +150,9 @@ def test_same_seed_same_codes(tiny_ckpt):
     assert not torch.equal(first, greedy)
 
 
-def test_subtalker_greedy_is_argmax():
+def test_greedy_rows_take_the_argmax():
     logits = torch.randn(3, 64)
-    assert torch.equal(subtalker_pick(logits, SamplingParams.greedy(), None), logits.argmax(-1))
+    greedy = torch.zeros(3, dtype=torch.bool)
+    ones = torch.ones(3)
+    picked = choose(logits, greedy, ones, torch.zeros(3, dtype=torch.long), ones, torch.randn(3, 64) * 100)
+    assert torch.equal(picked, logits.argmax(-1))

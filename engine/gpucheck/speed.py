@@ -90,7 +90,7 @@ def measure(model, frames: int, codec_frames: int, repeats: int, seed: int = 0) 
     _sync(device)
     metrics = stream.metrics
     groups = model.config.talker.num_code_groups
-    codes = torch.randint(0, model.codec_config.decoder.codebook_size, (codec_bench.CONTEXT + codec_frames, groups),
+    codes = torch.randint(0, model.codec_decoder.config.codebook_size, (codec_bench.CONTEXT + codec_frames, groups),
                           generator=torch.Generator().manual_seed(seed)).to(device)
     with torch.inference_mode():
         codec = {chunk: codec_bench.time_ours(model.codec_decoder, codes, chunk, codec_frames, repeats)

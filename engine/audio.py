@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import soxr
 import torch
 
 from engine.errors import AudioInputError
@@ -89,6 +88,8 @@ def resample(wav: np.ndarray, orig_sr: int, target_sr: int = MODEL_SAMPLE_RATE) 
     """Band-limited resampling of mono float32 audio; output length ceil(N * target / orig)."""
     if orig_sr == target_sr:
         return wav
+    import soxr  # here, not at import: the engine's import needs only torch, numpy, safetensors, tokenizers
+
     out = soxr.resample(np.ascontiguousarray(wav, dtype=np.float32), orig_sr, target_sr, quality="HQ")
     # The length rule of librosa.resample (the official path), float ratio included, so that
     # clip lengths, and hence code counts, agree with the official prompt to the sample.

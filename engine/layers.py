@@ -65,6 +65,12 @@ class PackedLinear(nn.Module):
     Why: a plain bf16 matmul on CPU re-packs the weight on every call, which makes one-row
     decode steps slower than float32; packed once, bf16 runs 2-3x faster than float32 (half
     the bytes to read). The packed weight replaces the original (no second copy).
+
+    The packed weight is an opaque oneDNN tensor: it can neither leave the CPU nor change
+    dtype, and its matmul runs only there. So a move or cast of the module (`.to("cuda")`,
+    as ZeroGPU does with a model loaded on the CPU; `.float()`; `.to("meta")`) first unpacks
+    it back into a plain weight (exact: the same bf16 values), and from then on it is an
+    ordinary linear. A move that leaves bf16 CPU tensors as they are keeps the packing.
     """
 
     def __init__(self, linear: nn.Linear):
@@ -72,9 +78,29 @@ class PackedLinear(nn.Module):
         self.in_features, self.out_features = linear.in_features, linear.out_features
         packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), 1)
         self.register_buffer("packed_weight", packed, persistent=False)
+        self.weight = None  # the plain weight, once unpacked
         self.bias = linear.bias
 
+    @property
+    def packed(self) -> bool:
+        return self.packed_weight is not None
+
+    def unpack(self) -> None:
+        """Turn the packed weight back into a plain nn.Parameter (same values)."""
+        if self.packed:
+            self.weight = nn.Parameter(self.packed_weight.to_dense(), requires_grad=False)
+            self.packed_weight = None
+
+    def _apply(self, fn, recurse=True):
+        if self.packed:
+            probe = fn(torch.empty(0, dtype=torch.bfloat16))
+            if probe.device.type != "cpu" or probe.dtype != torch.bfloat16:
+                self.unpack()
+        return super()._apply(fn, recurse)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.packed:
+            return nn.functional.linear(x, self.weight, self.bias)
         y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, self.in_features), self.packed_weight, self.bias,
                                                "none", [], "")
         return y.view(*x.shape[:-1], self.out_features)

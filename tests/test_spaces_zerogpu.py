@@ -8,12 +8,18 @@ answers schedule work onto "GPU 0". The subprocess checks that:
   spaces.GPU functions: the device API sees schedule/allow/release with our durations, the
   work runs in a forked process, and the audio equals a direct in-process run;
 - an error inside the GPU function reaches the caller with its own type;
-- serving through Blocks.launch() fires ZeroGPU's startup report.
+- serving through Blocks.launch() fires ZeroGPU's startup report;
+- the model runs in the Space's default dtype (bfloat16, so the main process holds the
+  CPU-packed model a real ZeroGPU Space holds), and inside a forked GPU process the very
+  object it inherited moves off the CPU with `zerogpu.move_model` (to `meta` here; to
+  CUDA on a Space). tests/test_zerogpu_move.py shows it computes the same after a move.
 This machine has no GPU and a CPU build of torch, so two things are stood in for: the
 CUDA-build details that `spaces` reads at import (see CudaBuildShim), and the one step that
-attaches a GPU to the forked worker (`spaces.zero.torch.init/move`: CUDA_VISIBLE_DEVICES +
-copying packed tensors to CUDA), a no-op here. Everything else is the `spaces` package's
-own code.
+attaches a GPU to the forked worker (`spaces.zero.torch.init/move`: CUDA_VISIBLE_DEVICES, a
+first CUDA tensor, then copying the tensors the main process sent to "cuda" under ZeroGPU's
+emulation: the app sends none), which needs a GPU. In the fork torch.cuda.is_available()
+is then the CPU build's False, so `_gpu_model` does not move the model there by itself;
+the probe's last GPU task does. Everything else is the `spaces` package's own code.
 """
 from __future__ import annotations
 
@@ -111,20 +117,24 @@ def load(model_id, device, dtype):
     from engine import load_model
     return load_model(model_id, device=device, dtype=dtype)
 
-def build_prompt(model, wav, sr, transcript=None):
-    return model.create_voice_prompt(wav, sr, transcript)
-
 def failing_task(model):
     from engine.errors import InvalidParameterError
     raise InvalidParameterError("refused inside the GPU function")
 
+def move_off_the_cpu(model):
+    """In the forked GPU process: move the inherited model as _gpu_model moves it to CUDA."""
+    modules = [m for m in vars(model).values() if isinstance(m, torch.nn.Module)]
+    packed = sum(getattr(m, "packed_weight", None) is not None for part in modules for m in part.modules())
+    zerogpu.move_model(model, torch.device("meta"))
+    left = [n for part in modules for n, t in [*part.named_parameters(), *part.named_buffers()] if t.device.type != "meta"]
+    return {"packed_before": packed, "left_on_cpu": left, "pid": os.getpid()}
+
 import numpy as np
 worker = EngineWorker(model_id=os.environ["TTS_MODEL_ID"], loader=load, **zerogpu.worker_options()).start()
 assert worker.wait_ready(60), worker.load_error
-if not hasattr(worker.model, "create_voice_prompt"):  # until the engine's model has the method
-    worker.model.create_voice_prompt = lambda wav, sr, transcript=None: build_prompt(worker.model, wav, sr, transcript)
 TIMES["model loaded"] = time.perf_counter() - T0
 report["model_device"] = str(worker.model.device)
+report["model_dtype"] = str(worker.model.dtype)
 report["max_active"] = worker.max_active
 
 t = np.arange(36000) / 24000
@@ -167,6 +177,11 @@ try:
     zerogpu.call(failing_task, seconds=15)
 except Exception as e:
     report["error"] = [type(e).__name__, str(e)]
+try:  # last: the GPU process may be reused, and its model is on `meta` afterwards
+    report["fork_move"] = zerogpu.call(move_off_the_cpu, seconds=15)
+except Exception as e:
+    report["fork_move"] = [type(e).__name__, str(e)[:300]]
+report["main_model_device"] = str(worker.model.device)
 
 import gradio as gr
 from fastapi import FastAPI
@@ -241,7 +256,7 @@ def report(device_api, tmp_path_factory, fixtures_dir):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPACES_", "ZEROGPU", "HF_", "GRADIO_"))}
     env.update(SPACES_ZERO_GPU="true", SPACES_ZERO_DEVICE_API_URL=f"http://127.0.0.1:{device_api.server_port}",
                SPACES_GRADIO_AUTO_WRAP="true", SYSTEM="spaces", SPACE_ID="alice/studio", HOME=str(tmp / "home"),
-               PYTHONPATH=str(space), TTS_MODEL_ID=str(fixtures_dir / "tiny_a"), TTS_DTYPE="float32",
+               PYTHONPATH=str(space), TTS_MODEL_ID=str(fixtures_dir / "tiny_a"),
                HF_HUB_OFFLINE="1", PROBE_PORT=str(port), OMP_NUM_THREADS="1", GRADIO_ANALYTICS_ENABLED="False")
     result = subprocess.run([sys.executable, str(tmp / "probe.py")], cwd=space, env=env, capture_output=True,
                             text=True, timeout=300)
@@ -260,8 +275,9 @@ def test_the_real_spaces_package_comes_before_torch_and_nothing_touches_cuda(rep
     assert report["cuda_initialized_after_import"] is False
     assert report["cuda_init_calls_at_import"] == 0
     assert report["cuda_emulated"] is True  # ZeroGPU mode was really on
-    assert report["worker_options"] == {"device": "cpu", "dtype": "float32", "max_active": 1}
+    assert report["worker_options"] == {"device": "cpu", "dtype": "bfloat16", "max_active": 1}
     assert report["model_device"] == "cpu" and report["max_active"] == 1
+    assert report["model_dtype"] == "torch.bfloat16"  # the Space's default: packed linears on the CPU
     assert report["decorated"] == [True, True]  # both made by spaces.GPU at import
     assert report["ui_wrapped"] == [False]  # auto-wrap is off: UI handlers stay in-process
 
@@ -272,11 +288,11 @@ def test_synthesis_and_prompts_run_in_gpu_functions_and_match_a_direct_run(repor
     schedules = [q for path, q in DeviceApiStub.calls if path == "/schedule"]
     allows = [q for path, q in DeviceApiStub.calls if path == "/allow"]
     releases = [q for path, q in DeviceApiStub.calls if path == "/release"]
-    assert len(schedules) == 4  # prompt, speech, cancelled speech, the failing call
+    assert len(schedules) == 5  # prompt, speech, cancelled speech, the failing call, the move
     assert [int(q["durationSeconds"]) for q in schedules[:2]] == [15, report["speak_seconds"]]  # 1.5 s clip
     assert allows and all(int(q["pid"]) != report["main_pid"] for q in allows)  # ran in a forked worker
-    assert len(releases) == 4
-    assert [q["fail"] for q in releases] == ["false"] * 4  # failing_task's error was returned, not raised
+    assert len(releases) == 5
+    assert [q["fail"] for q in releases] == ["false"] * 5  # failing_task's error was returned, not raised
     assert report["prompt_equal"] and report["stream_equal"]
     assert report["prompt_model_id"] == report["model_id"]
     assert report["chunks"] >= 3  # streamed in pieces, as they were made
@@ -289,3 +305,17 @@ def test_synthesis_and_prompts_run_in_gpu_functions_and_match_a_direct_run(repor
     assert report["error"] == ["InvalidParameterError", "refused inside the GPU function"]
     assert paths.index("/startup-report") > paths.index("/release")  # sent by serve() -> Blocks.launch()
     assert report["healthz"] == {"ok": True} and report["queue_max_size"] == 32
+
+
+@pytest.mark.slow
+def test_the_model_a_gpu_process_inherits_moves_off_the_cpu(report):
+    """The object ZeroGPU's fork moves to CUDA: packed for the CPU in the main process, it
+    leaves the CPU entirely in the fork, and the main process's copy stays where it was."""
+    from engine.layers import cpu_bf16_packing_available
+
+    move = report["fork_move"]
+    assert isinstance(move, dict), move  # a list is the error the move raised
+    assert move["left_on_cpu"] == [] and move["pid"] != report["main_pid"]
+    if cpu_bf16_packing_available():
+        assert move["packed_before"] > 0
+    assert report["main_model_device"] == "cpu"

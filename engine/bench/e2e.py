@@ -102,17 +102,25 @@ def sampling(frames: int, seed: int) -> SamplingParams:
     return SamplingParams(**released, min_new_tokens=frames, max_new_tokens=frames, seed=seed)
 
 
-def run_ours(model, voice, streams: int, frames: int, chunk_frames: int, seed: int) -> dict:
-    """`streams` sessions submitted at once to one worker; their metrics and the wall time."""
-    worker = EngineWorker(model, device=model.device, dtype=model.dtype, max_active=streams)
-    kwargs = dict(voice=voice, language="english", chunk_frames=chunk_frames, first_chunk_frames=1,
-                  split=False, length_guard=False)
-    handles = [worker.session().speak(TEXT, sampling=sampling(frames, seed + i), **kwargs) for i in range(streams)]
+def speak_at_once(model, requests: list[dict]) -> tuple[list, float]:
+    """One worker, one session per request (`Session.speak` keyword arguments), all submitted
+    before the worker starts (max_active = their number): (the handles, done, and the wall
+    time from the start until the last one ended)."""
+    worker = EngineWorker(model, device=model.device, dtype=model.dtype, max_active=len(requests),
+                          max_waiting=max(32, len(requests)))
+    handles = [worker.session(f"stream-{i}").speak(TEXT, **kwargs) for i, kwargs in enumerate(requests)]
     start = time.perf_counter()
     with worker:
         for h in handles:
             h.result()
-    wall = time.perf_counter() - start
+    return handles, time.perf_counter() - start
+
+
+def run_ours(model, voice, streams: int, frames: int, chunk_frames: int, seed: int) -> dict:
+    """`streams` sessions submitted at once to one worker; their metrics and the wall time."""
+    kwargs = dict(voice=voice, language="english", chunk_frames=chunk_frames, first_chunk_frames=1,
+                  split=False, length_guard=False)
+    handles, wall = speak_at_once(model, [dict(kwargs, sampling=sampling(frames, seed + i)) for i in range(streams)])
     metrics = [h.metrics for h in handles]
     assert all(m.frames == frames for m in metrics), [m.frames for m in metrics]
     return dict(streams=streams, wall=wall, metrics=metrics,

@@ -11,12 +11,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import engine.generation
+import engine.batch.step
 import engine.layers
+from engine.batch.pool import DecodePool
 from engine import SamplingParams, load_model
 from engine.codec_decoder import StreamingDecoder
 from engine.gpucheck.correctness import DECODE_TOL, STREAM_TOL, golden_cases, greedy_run, stream_vs_one_shot
-from engine.sampling import TalkerSampler
 
 pytestmark = pytest.mark.cuda
 CUDA = torch.device("cuda")
@@ -77,23 +77,23 @@ def test_bf16_on_cuda_keeps_bf16_caches_and_samples_in_float32(tiny_ckpt, monkey
     model = load_model(tiny_ckpt, device=CUDA, dtype=torch.bfloat16)
     assert model.dtype == torch.bfloat16 and devices_of(model) == {"cuda"}
     seen = {"cache": set(), "talker logits": set(), "predictor logits": set()}
-    update, sample, pick = engine.layers.KVCache.update, TalkerSampler.__call__, engine.generation.subtalker_pick
+    init, codebook0, choose = DecodePool.__init__, engine.batch.step.codebook0_logits, engine.batch.step.choose
 
-    def spy_update(self, input_pos, k, v):
-        seen["cache"].add(self.k.dtype)
-        return update(self, input_pos, k, v)
+    def spy_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        seen["cache"].update({k.dtype for k in self.k + self.v + self.pk + self.pv})
 
-    def spy_sample(self, logits, *args, **kwargs):
+    def spy_codebook0(logits, *args, **kwargs):
         seen["talker logits"].add(logits.dtype)
-        return sample(self, logits, *args, **kwargs)
+        return codebook0(logits, *args, **kwargs)
 
-    def spy_pick(logits, *args, **kwargs):
+    def spy_choose(logits, *args, **kwargs):  # codebook 0 (processed) and codebooks 1..15
         seen["predictor logits"].add(logits.dtype)
-        return pick(logits, *args, **kwargs)
+        return choose(logits, *args, **kwargs)
 
-    monkeypatch.setattr(engine.layers.KVCache, "update", spy_update)
-    monkeypatch.setattr(TalkerSampler, "__call__", spy_sample)
-    monkeypatch.setattr(engine.generation, "subtalker_pick", spy_pick)
+    monkeypatch.setattr(DecodePool, "__init__", spy_init)
+    monkeypatch.setattr(engine.batch.step, "codebook0_logits", spy_codebook0)
+    monkeypatch.setattr(engine.batch.step, "choose", spy_choose)
     codes = model.generate_codes("Dtype rules on the GPU.", sampling=SamplingParams(seed=3, max_new_tokens=8,
                                                                                        min_new_tokens=8))
     assert codes.shape == (8, 16) and codes.is_cuda

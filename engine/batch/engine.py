@@ -167,7 +167,7 @@ class BatchEngine:
             utt.at_limit = StopReason.LENGTH_GUARD if guard is not None and guard < cap else StopReason.MAX_TOKENS
             prompt = self.model.build_prompt(text, plan.voice, plan.language)
             if self.private:
-                self.gen.reserve(prompt.embeds.shape[1] + utt.limit)
+                self.gen.reserve(max(prompt.embeds.shape[1] + utt.limit, prompt.trailing.shape[1] + 1))
             params = utt.sampling.replace(max_new_tokens=utt.limit)
             utt.row = self.gen.add(prompt, params, utt.limit, seed=segment_seed(utt.seed, index), slot=utt.slot)
             self.codec.start(utt.slot, utt.ref_codes)

@@ -3,6 +3,7 @@
     python -m engine.bench talker      # talker + code predictor ms/frame, ours vs official
     python -m engine.bench codec       # codec decoder ms/frame, streaming vs chunked
     python -m engine.bench e2e         # streaming first audio / RTF, 1-2-4 streams, vs official full audio
+    python -m engine.bench batch       # 1-8 concurrent streams: batched step vs round-robin, join, ICL reuse
     python -m engine.bench <name> -h   # the options of one benchmark
 
 Benchmarks that compare with the official implementation need the reference environment

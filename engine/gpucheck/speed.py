@@ -11,6 +11,7 @@ frames, by chunk size.
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from engine.bench import codec as codec_bench
 from engine.bench import e2e
 from engine.bench.talker import per_frame
 
-CUDA_GRAPHS = "not measured: the engine has no CUDA-graph mode yet, so every figure here is eager"
+CUDA_GRAPHS = ("on CUDA each dtype runs twice: the decode step replayed as a CUDA graph per bucket "
+               "(graphs on) and eagerly (TTS_CUDA_GRAPHS=0); on CPU the step is always eager")
 REAL_CONFIG = Path(__file__).resolve().parents[2].parent / "shared" / "real-checkpoint" / "Qwen3-TTS-12Hz-0.6B-Base"
 
 
@@ -109,7 +111,18 @@ def run(device: torch.device, dtypes: list[torch.dtype], quick: bool, fixtures: 
     runs, description = [], None
     for dtype in dtypes:
         model, description = build(device, dtype, quick, fixtures)
-        runs.append(measure(model, frames, codec_frames=4 if quick else 16, repeats=1 if quick else 3))
+        for graphs in ((True, False) if device.type == "cuda" else (False,)):
+            previous = os.environ.get("TTS_CUDA_GRAPHS")
+            os.environ["TTS_CUDA_GRAPHS"] = "1" if graphs else "0"  # read by each new StepRunner
+            try:
+                result = measure(model, frames, codec_frames=4 if quick else 16, repeats=1 if quick else 3)
+            finally:
+                if previous is None:
+                    os.environ.pop("TTS_CUDA_GRAPHS")
+                else:
+                    os.environ["TTS_CUDA_GRAPHS"] = previous
+            result["dtype"] += " (graphs)" if graphs else ""
+            runs.append(result)
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()

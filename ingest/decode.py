@@ -38,7 +38,8 @@ PROBE_TIMEOUT_S = 30.0
 DECODE_TIMEOUT_S = 120.0
 MAX_SOURCE_RATE = 384000
 MAX_CHANNELS = 32
-CHUNK_S = 1.0  # seconds of audio read from ffmpeg at a time
+CHUNK_S = 1.0
+NARROW_FLOAT_CODECS = ("mp3", "mp4", "aac", "webm", "ogg")  # seconds of audio read from ffmpeg at a time
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class StreamInfo:
     sample_rate: int
     channels: int
     duration: float | None
-    wide: bool = False  # integer samples of more than 16 bits: decoded as 32-bit, else as 16-bit
+    wide: bool = False  # decoded as 32-bit samples (else 16-bit)
 
 
 def decode_file(path: str | Path, max_bytes: int = MAX_FILE_BYTES, max_duration_s: float = MAX_DURATION_S) -> DecodedAudio:
@@ -108,7 +109,7 @@ def probe(path: Path) -> StreamInfo:
     """The first audio stream's codec, rate and channels, and the duration if the file
     states one (a missing, "N/A" or non-finite duration is unknown, not zero)."""
     cmd = ["ffprobe", "-v", "error", *INPUT_OPTIONS, "-show_entries",
-           "format=duration:stream=codec_type,codec_name,sample_rate,channels,duration,sample_fmt,bits_per_raw_sample", "-of", "json",
+           "format=duration:stream=codec_type,codec_name,sample_rate,channels,duration,sample_fmt", "-of", "json",
            f"file:{path.resolve()}"]
     try:
         done = subprocess.run(cmd, capture_output=True, timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL)
@@ -128,9 +129,10 @@ def probe(path: Path) -> StreamInfo:
     if not (rate and 1000 <= rate <= MAX_SOURCE_RATE and channels and 1 <= channels <= MAX_CHANNELS):
         raise _unreadable(path, f"unusable stream: {rate or '?'} Hz, {channels or '?'} channels")
     duration = _number(info.get("format", {}).get("duration")) or _number(stream.get("duration"))
-    # Lossy codecs decode to float but carry no more than 16 bits; only wide integer PCM
-    # (24-bit FLAC or WAV) keeps 32 bits: as pydub did, so clips ingest as they always did.
-    wide = str(stream.get("sample_fmt", "")).startswith("s32") and (_number(stream.get("bits_per_raw_sample")) or 32) > 16
+    # 16-bit samples for 8/16-bit sources and for mp3/aac (float decoders of 16-bit
+    # material), 32-bit for the rest: the choice pydub made, so clips ingest as they did.
+    sample_fmt, codec = str(stream.get("sample_fmt", "")), str(stream.get("codec_name", ""))
+    wide = not (sample_fmt.rstrip("p") in ("u8", "s16") or sample_fmt == "fltp" and codec in NARROW_FLOAT_CODECS)
     return StreamInfo(str(stream.get("codec_name") or "unknown"), int(rate), int(channels), duration or None, wide)
 
 

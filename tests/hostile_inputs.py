@@ -61,3 +61,64 @@ def child_peak_rss_mb(cmd: list[str], **kwargs) -> tuple[float, int, str]:
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         return usage.ru_maxrss / 1024, proc.returncode, out.read().decode(errors="replace")
+
+
+def zip_bytes(members: list[tuple[str, bytes | tuple[int, int]]], lie: dict[str, int] | None = None) -> bytes:
+    """A zip file built by hand, so that a member can inflate to gigabytes without the test
+    compressing gigabytes: a member is (name, bytes) or (name, (size, fill byte)), the latter
+    written as one deflate block repeated (a full flush resets the compressor, so each
+    block is the same). `lie`: member name -> the size its headers claim instead."""
+    import struct
+    import zlib
+
+    local, central = bytearray(), bytearray()
+    for name, content in members:
+        if isinstance(content, bytes):
+            packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+            data, size, crc = packer.compress(content) + packer.flush(), len(content), zlib.crc32(content)
+        else:
+            size, fill = content
+            chunk = bytes([fill]) * 2**20
+            packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+            block = packer.compress(chunk) + packer.flush(zlib.Z_FULL_FLUSH)
+            assert packer.compress(chunk) + packer.flush(zlib.Z_FULL_FLUSH) == block
+            blocks, crc = size // len(chunk), 0
+            for _ in range(blocks):
+                crc = zlib.crc32(chunk, crc)
+            data = block * blocks + packer.flush()
+        claimed = (lie or {}).get(name, size)
+        raw = name.encode()
+        offset = len(local)
+        local += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0x21, crc, len(data), claimed, len(raw), 0)
+        local += raw + data
+        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0x21, crc, len(data), claimed,
+                               len(raw), 0, 0, 0, 0, 0, offset) + raw
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(central), len(local), 0)
+    return bytes(local + central + end)
+
+
+def disk_peak_growth_mb(folder: Path, call) -> tuple[float, object]:
+    """(the most MB `folder` grew by while `call()` ran, sampled every 20 ms, its result)."""
+    import threading
+
+    def used() -> int:
+        return sum(p.stat().st_blocks * 512 for p in folder.rglob("*") if p.is_file())
+
+    base, peak, done = used(), [0], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            try:
+                peak[0] = max(peak[0], used() - base)
+            except OSError:
+                pass
+            done.wait(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        result = call()
+    finally:
+        done.set()
+        watcher.join()
+    return peak[0] / 2**20, result

@@ -15,16 +15,16 @@ from pathlib import Path, PurePosixPath
 
 from ingest.folders import ImportResult, export_voice, import_voice, read_manifest
 from ingest.transcribe import Transcriber
-from voices_db import VoiceStore
-from voices_db.errors import CorruptLibraryError, LibraryError
+from ingest.zip_extract import extract_capped, open_zip, read_member
+from voices_db import DuplicateVoiceError, VoiceStore
+from voices_db.errors import InvalidArchiveError, LibraryError
 from voices_db.paths import validate_voice_id
 
 log = logging.getLogger(__name__)
 
 ARCHIVE_FORMAT = "qwen3-voice-studio-library"
 ARCHIVE_VERSION = 1
-MAX_ARCHIVE_MEMBERS = 100_000
-MAX_UNPACKED_BYTES = 20 * 2**30
+MAX_ARCHIVE_VOICES = 10_000
 VOICES_DIR_ENV = "TTS_VOICES_DIR"
 DEFAULT_VOICE_ENV = "TTS_DEFAULT_VOICE"
 
@@ -51,50 +51,74 @@ def export_library(store: VoiceStore, archive: str | Path) -> Path:
 
 def import_library(store: VoiceStore, archive: str | Path, *, replace: bool = False,
                    transcriber: Transcriber | None = None) -> list[ImportResult]:
-    """Import every voice of an archive (checked in full before any voice is added)."""
+    """Import every voice of an archive, or none: every manifest is checked (and, without
+    `replace`, every id is free) before any voice is added, and the voices this call created
+    are removed again if a later one fails. (With `replace`, voices already overwritten
+    stay overwritten.)"""
     with store.staging_dir() as stage:
         index = _safe_extract(Path(archive), stage)
         folders = [stage / "voices" / validate_voice_id(v) for v in index.get("voices", [])]
         for folder in folders:
-            read_manifest(folder)  # every manifest must be sound before anything is imported
-        results = [import_voice(store, f, replace=replace, transcriber=transcriber) for f in folders]
+            manifest = read_manifest(folder)  # every manifest must be sound before anything is imported
+            voice_id = manifest.get("id") or folder.name
+            if not replace and store.find(voice_id) is not None:
+                raise DuplicateVoiceError(f"a voice with id {voice_id!r} already exists (use --replace to overwrite it)")
+        results: list[ImportResult] = []
+        try:
+            for folder in folders:
+                results.append(import_voice(store, folder, replace=replace, transcriber=transcriber))
+        except BaseException:
+            for result in results:
+                if result.action == "created":
+                    store.delete_voice(result.voice.id)
+            raise
     default = index.get("default_voice")
     if default and store.find(default) is not None:
         store.set_default(default)
     return results
 
 
-def check_zip_members(zf: zipfile.ZipFile, label: str, *, max_members: int, max_bytes: int,
-                      error: type[Exception] = CorruptLibraryError, what: str = "a voice library") -> None:
-    """Refuse, before extracting anything, a zip too big to unpack (`max_members`,
-    `max_bytes` uncompressed) or holding an unsafe member name: absolute, with '..', a
-    backslash or NUL, or a symbolic link. Raises `error` with a message naming `label`."""
-    members = zf.infolist()
-    if len(members) > max_members or sum(m.file_size for m in members) > max_bytes:
-        raise error(f"{label} is too large to be {what}")
-    for member in members:
-        name = member.filename
-        is_link = (member.external_attr >> 16) & 0o170000 == 0o120000
-        if name.startswith("/") or ".." in PurePosixPath(name).parts or "\\" in name or "\x00" in name or is_link:
-            raise error(f"{label}: unsafe entry {name!r}")
-
-
 def _safe_extract(archive: Path, stage: Path) -> dict:
-    """Extract after checking every member name (no absolute paths, no '..', no links)."""
-    try:
-        zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise CorruptLibraryError(f"{archive.name} is not a library archive ({exc})") from exc
-    with zf:
-        check_zip_members(zf, archive.name, max_members=MAX_ARCHIVE_MEMBERS, max_bytes=MAX_UNPACKED_BYTES)
+    """Check library.json, then extract the voice folders it lists with per-file and total
+    caps (ingest.zip_extract); other members are not extracted."""
+    hint = ": not a library archive (export the library from the studio to get one)"
+    with open_zip(archive, InvalidArchiveError, hint) as zf:
         if "library.json" not in zf.namelist():
-            raise CorruptLibraryError(f"{archive.name} has no library.json: not a library archive")
-        zf.extractall(stage)
-    index = json.loads((stage / "library.json").read_text(encoding="utf-8"))
+            raise InvalidArchiveError(f"{archive.name} has no library.json: not a library archive")
+        index = _parse_index(read_member(zf, "library.json", archive.name, InvalidArchiveError), archive.name)
+        ids = set(index["voices"])
+
+        def listed(name: str) -> bool:
+            parts = PurePosixPath(name).parts
+            return name == "library.json" or len(parts) >= 3 and parts[0] == "voices" and parts[1] in ids
+
+        extract_capped(zf, stage, archive.name, voices=len(ids), error=InvalidArchiveError,
+                       what="a voice library", keep=listed)
+    return index
+
+
+def _parse_index(data: bytes, label: str) -> dict:
+    """library.json checked: its format and version, and a list of distinct voice ids."""
+    try:
+        index = json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise InvalidArchiveError(f"{label}: library.json is not valid JSON") from None
     if not isinstance(index, dict) or index.get("format") != ARCHIVE_FORMAT:
-        raise CorruptLibraryError(f"{archive.name} is not a {ARCHIVE_FORMAT} archive")
-    if int(index.get("version", 0)) > ARCHIVE_VERSION:
-        raise CorruptLibraryError(f"{archive.name} was written by a newer studio (archive version {index['version']})")
+        raise InvalidArchiveError(f"{label} is not a {ARCHIVE_FORMAT} archive")
+    version = index.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise InvalidArchiveError(f"{label}: library.json has no valid version")
+    if version > ARCHIVE_VERSION:
+        raise InvalidArchiveError(f"{label} was written by a newer studio (archive version {version})")
+    voices, default = index.get("voices", []), index.get("default_voice")
+    if not isinstance(voices, list) or len(voices) > MAX_ARCHIVE_VOICES or not all(isinstance(v, str) for v in voices):
+        raise InvalidArchiveError(f"{label}: library.json must list at most {MAX_ARCHIVE_VOICES} voice ids")
+    if len(set(voices)) != len(voices):
+        raise InvalidArchiveError(f"{label}: library.json lists a voice twice")
+    for voice_id in voices:
+        validate_voice_id(voice_id)
+    if default is not None and default not in voices:
+        raise InvalidArchiveError(f"{label}: the default voice {str(default)[:60]!r} is not in the archive")
     return index
 
 

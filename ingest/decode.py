@@ -1,12 +1,20 @@
-"""Decode any file ffmpeg reads (through pydub) to float32 mono at 24 kHz.
+"""Decode any audio file ffmpeg reads to float32 mono at 24 kHz, within hard bounds.
 
 Limits are checked as early as possible: the size before anything is read, the duration
-from ffprobe before decoding, then again on the decoded samples (a container may lie).
+from ffprobe when the container states one, and always while decoding. ffmpeg streams raw
+samples through a pipe and is stopped as soon as the clip passes the duration limit, so a
+file that hides its length (a FLAC with a zeroed STREAMINFO, a stream without an index)
+costs at most the limit's worth of memory, never its real length. Only audio demuxers are
+allowed and only local files are opened: a playlist cannot make ffmpeg read other files.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +31,15 @@ MAX_DURATION_S = 600.0
 # A sample this close to full scale, in this share of the clip, means the source clipped.
 CLIP_LEVEL = 0.999
 CLIP_SHARE = 0.0005
+# Demuxers of the audio formats people upload (browsers record webm/ogg or wav).
+AUDIO_DEMUXERS = "wav,w64,mp3,flac,ogg,matroska,mov,aac,aiff,caf,au,amr,ac3,eac3,wv,ape,asf"
+INPUT_OPTIONS = ("-format_whitelist", AUDIO_DEMUXERS, "-protocol_whitelist", "file")
+PROBE_TIMEOUT_S = 30.0
+DECODE_TIMEOUT_S = 120.0
+MAX_SOURCE_RATE = 384000
+MAX_CHANNELS = 32
+CHUNK_S = 1.0
+NARROW_FLOAT_CODECS = ("mp3", "mp4", "aac", "webm", "ogg")  # seconds of audio read from ffmpeg at a time
 
 
 @dataclass(frozen=True)
@@ -41,6 +58,17 @@ class DecodedAudio:
         return len(self.wav) / self.sample_rate
 
 
+@dataclass(frozen=True)
+class StreamInfo:
+    """What ffprobe says about the first audio stream; duration None when unknown."""
+
+    codec: str
+    sample_rate: int
+    channels: int
+    duration: float | None
+    wide: bool = False  # decoded as 32-bit samples (else 16-bit)
+
+
 def decode_file(path: str | Path, max_bytes: int = MAX_FILE_BYTES, max_duration_s: float = MAX_DURATION_S) -> DecodedAudio:
     """Decode ``path``; raise an ``IngestError`` subclass with a clear message on bad input."""
     path = Path(path)
@@ -52,71 +80,134 @@ def decode_file(path: str | Path, max_bytes: int = MAX_FILE_BYTES, max_duration_
             f"{path.name} is {size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB "
             "(a voice needs only 8-15 s of speech: trim the file first)"
         )
-    codec = _probe(path, max_duration_s)
-    samples, source_sr, channels = _decode_pcm(path)
-    if samples.shape[0] == 0:
+    info = probe(path)
+    if info.duration is not None and info.duration > max_duration_s:
+        raise TooLongError(_too_long(path, f"{info.duration / 60:.1f} min", max_duration_s))
+    mono, clipped = _decode_bounded(path, info, max_duration_s)
+    if mono.shape[0] == 0:
         raise EmptyAudioError(f"{path.name} decodes to no audio at all")
-    if samples.shape[0] / source_sr > max_duration_s:
-        raise TooLongError(_too_long(path, samples.shape[0] / source_sr, max_duration_s))
-    clipped = float(np.mean(np.abs(samples) >= CLIP_LEVEL))
-    mono = samples.mean(axis=1, dtype=np.float64).astype(np.float32)  # [T, C] -> [T]
-    if source_sr != TARGET_SR:
+    if info.sample_rate != TARGET_SR:
         # soxr "HQ" is a band-limited (anti-aliased) resampler, unlike sample dropping.
-        mono = soxr.resample(mono, source_sr, TARGET_SR, quality="HQ").astype(np.float32)
-    return DecodedAudio(mono, TARGET_SR, source_sr, channels, codec, clipped)
+        mono = soxr.resample(mono, info.sample_rate, TARGET_SR, quality="HQ").astype(np.float32)
+    return DecodedAudio(mono, TARGET_SR, info.sample_rate, info.channels, info.codec, clipped)
 
 
-def _too_long(path: Path, seconds: float, limit: float) -> str:
+def _too_long(path: Path, length: str, limit: float) -> str:
     return (
-        f"{path.name} lasts {seconds / 60:.1f} min; the limit is {limit / 60:.0f} min "
+        f"{path.name} lasts {length}; the limit is {limit / 60:.0f} min "
         "(a voice needs only 8-15 s of speech: trim the file first)"
     )
 
 
-def _probe(path: Path, max_duration_s: float) -> str:
-    """Codec name of the first audio stream; refuses files without one or too long."""
-    from pydub.utils import mediainfo_json
+def _unreadable(path: Path, detail: str = "") -> NotAudioError:
+    reason = f" ({detail})" if detail else ""
+    return NotAudioError(f"{path.name} could not be read as audio: no audio stream found "
+                         f"(not an audio file, or a damaged one){reason}")
 
+
+def probe(path: Path) -> StreamInfo:
+    """The first audio stream's codec, rate and channels, and the duration if the file
+    states one (a missing, "N/A" or non-finite duration is unknown, not zero)."""
+    cmd = ["ffprobe", "-v", "error", *INPUT_OPTIONS, "-show_entries",
+           "format=duration:stream=codec_type,codec_name,sample_rate,channels,duration,sample_fmt", "-of", "json",
+           f"file:{path.resolve()}"]
     try:
-        info = mediainfo_json(str(path))
-    except Exception as exc:  # ffprobe missing or crashed: the decode step reports it
-        log.debug("ffprobe failed on %s: %s", path, exc)
-        return "unknown"
-    streams = [s for s in info.get("streams", []) if s.get("codec_type") == "audio"]
-    if not streams:
-        raise NotAudioError(
-            f"{path.name} could not be read as audio: no audio stream found (not an audio file, or a damaged one)"
-        )
+        done = subprocess.run(cmd, capture_output=True, timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise _unreadable(path, "ffprobe took too long") from None
+    if done.returncode != 0:
+        raise _unreadable(path, _ffmpeg_reason(done.stderr.decode(errors="replace")))
     try:
-        duration = float(info.get("format", {}).get("duration") or streams[0].get("duration") or 0)
+        info = json.loads(done.stdout or b"{}")
     except ValueError:
-        duration = 0.0
-    if duration > max_duration_s:
-        raise TooLongError(_too_long(path, duration, max_duration_s))
-    return str(streams[0].get("codec_name", "unknown"))
+        raise _unreadable(path) from None
+    streams = [s for s in info.get("streams", []) if isinstance(s, dict) and s.get("codec_type") == "audio"]
+    if not streams:
+        raise _unreadable(path)
+    stream = streams[0]
+    rate, channels = _number(stream.get("sample_rate")), _number(stream.get("channels"))
+    if not (rate and 1000 <= rate <= MAX_SOURCE_RATE and channels and 1 <= channels <= MAX_CHANNELS):
+        raise _unreadable(path, f"unusable stream: {rate or '?'} Hz, {channels or '?'} channels")
+    duration = _number(info.get("format", {}).get("duration")) or _number(stream.get("duration"))
+    # 16-bit samples for 8/16-bit sources and for mp3/aac (float decoders of 16-bit
+    # material), 32-bit for the rest: the choice pydub made, so clips ingest as they did.
+    sample_fmt, codec = str(stream.get("sample_fmt", "")), str(stream.get("codec_name", ""))
+    wide = not (sample_fmt.rstrip("p") in ("u8", "s16") or sample_fmt == "fltp" and codec in NARROW_FLOAT_CODECS)
+    return StreamInfo(str(stream.get("codec_name") or "unknown"), int(rate), int(channels), duration or None, wide)
 
 
-def _decode_pcm(path: Path) -> tuple[np.ndarray, int, int]:
-    """(float32 samples [T, C] in [-1, 1], sample rate, channels) via pydub/ffmpeg."""
-    from pydub import AudioSegment
-    from pydub.exceptions import CouldntDecodeError
-
+def _number(value) -> float | None:
+    """A positive finite number from ffprobe's JSON (which writes "N/A" for unknown)."""
     try:
-        segment = AudioSegment.from_file(str(path))
-    except CouldntDecodeError as exc:
-        detail = _ffmpeg_reason(str(exc))
-        raise NotAudioError(f"{path.name} could not be decoded: it is not audio, or it is damaged ({detail})") from exc
-    except (IndexError, KeyError, ValueError, OSError) as exc:
-        raise NotAudioError(f"{path.name} could not be decoded: it is not audio, or it is damaged") from exc
-    channels = segment.channels
-    full_scale = float(1 << (8 * segment.sample_width - 1))
-    raw = np.asarray(segment.get_array_of_samples())  # signed, whatever the source width
-    samples = (raw.astype(np.float32) / full_scale).reshape(-1, channels)  # [T*C] -> [T, C]
-    return samples, int(segment.frame_rate), int(channels)
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if 0 < number < float("inf") else None
+
+
+def _decode_bounded(path: Path, info: StreamInfo, max_duration_s: float) -> tuple[np.ndarray, float]:
+    """(mono float32 samples at the source rate, share of clipped source samples).
+
+    ffmpeg writes integer frames of the source's channels to a pipe; each chunk is counted,
+    checked for clipping and mixed down at once, so memory holds the mono clip only and
+    never more than ``max_duration_s`` of it: ffmpeg is killed the moment the clip is longer."""
+    limit = int(max_duration_s * info.sample_rate)
+    cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", *INPUT_OPTIONS, "-i", f"file:{path.resolve()}",
+           "-map", "0:a:0", "-vn", "-sn", "-dn", "-f", "s32le" if info.wide else "s16le",
+           "-acodec", "pcm_s32le" if info.wide else "pcm_s16le", "-ar", str(info.sample_rate),
+           "-ac", str(info.channels), "pipe:1"]
+    dtype, full_scale = ("<i4", 2.0**31) if info.wide else ("<i2", 2.0**15)
+    frame_bytes = np.dtype(dtype).itemsize * info.channels
+    chunk = max(1, int(CHUNK_S * info.sample_rate)) * frame_bytes
+    mono = np.empty(limit + 1, np.float32)  # pages are committed only as they are written
+    n = clipped = 0
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors)
+        expired = threading.Event()
+
+        def expire():
+            expired.set()
+            proc.kill()
+
+        timer = threading.Timer(DECODE_TIMEOUT_S, expire)
+        timer.start()
+        pending = b""
+        try:
+            while n <= limit:
+                data = proc.stdout.read(chunk)
+                if not data:
+                    break
+                data = pending + data
+                usable = len(data) - len(data) % frame_bytes
+                pending = data[usable:]
+                raw = np.frombuffer(data[:usable], dtype).reshape(-1, info.channels)
+                take = min(len(raw), limit + 1 - n)
+                frames = raw[:take].astype(np.float32) / np.float32(full_scale)
+                clipped += int(np.count_nonzero(np.abs(frames) >= CLIP_LEVEL))
+                mono[n:n + take] = frames.mean(axis=1, dtype=np.float64)
+                n += take
+            if n > limit:  # the rest is never decoded
+                proc.kill()
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            proc.stdout.close()
+            code = proc.wait()
+            timer.cancel()
+        if n > limit:
+            raise TooLongError(_too_long(path, f"more than {max_duration_s / 60:.1f} min", max_duration_s))
+        if code != 0:
+            errors.seek(0)
+            reason = _ffmpeg_reason(errors.read(64 * 1024).decode(errors="replace"))
+            if expired.is_set():
+                reason = f"decoding took longer than {DECODE_TIMEOUT_S:.0f} s"
+            raise NotAudioError(f"{path.name} could not be decoded: it is not audio, or it is damaged ({reason})")
+    return mono[:n], clipped / max(1, n * info.channels)
 
 
 def _ffmpeg_reason(message: str) -> str:
-    """The last meaningful ffmpeg line from pydub's long error message."""
+    """The last meaningful ffmpeg line of its error output."""
     lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
     useful = [ln for ln in lines if "rror" in ln or "nvalid" in ln or "not found" in ln]
     return (useful or lines or ["unknown error"])[-1][:200]

@@ -13,21 +13,27 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 
+from ingest.decode import MAX_FILE_BYTES
 from ingest.library import compact_report, original_name_for
+from ingest.manifest import parse_manifest
 from ingest.pipeline import IngestOptions, process_clip
 from ingest.transcribe import Transcriber
 from voices_db import DuplicateVoiceError, NewVoice, Voice, VoiceStore
 from voices_db.audio_io import is_canonical_wav, pcm16_to_float, pcm_sha256, read_wav_pcm16, rms_dbfs, write_wav_pcm16
-from voices_db.errors import CorruptLibraryError
+from voices_db.errors import InvalidArchiveError
 from voices_db.paths import slugify, validate_voice_id
 
 MANIFEST = "manifest.json"
 TRANSCRIPT = "transcript.txt"
 MANIFEST_VERSION = 1
 MAX_MANIFEST_BYTES = 1 << 20
+MAX_TRANSCRIPT_BYTES = 64 * 1024  # a 10-minute clip's words fit several times
+MAX_AUDIO_BYTES = MAX_FILE_BYTES  # the ingest limit: a larger clip is refused anyway
+WAV_HEADER_SLACK = 4096  # RIFF header and small chunks (LIST, fact) around the samples
 _OURS = {
     "studio_manifest_version", "name", "id", "description", "language", "sample_rate", "format",
     "model_backend", "reference_audio", "transcript_file", "original_audio", "tags",
@@ -106,7 +112,7 @@ def import_voice(
     folder = Path(folder)
     manifest = read_manifest(folder)
     voice_id = validate_voice_id(manifest.get("id") or slugify(str(manifest.get("name") or folder.name)))
-    reference = _inside(folder, manifest.get("reference_audio") or "reference.wav")
+    reference = _inside(folder, manifest.get("reference_audio") or "reference.wav", MAX_AUDIO_BYTES)
     fingerprint = _fingerprint(folder, reference)
     existing = store.find(voice_id)
     if existing is not None:
@@ -131,30 +137,36 @@ def import_voice(
 def read_manifest(folder: Path) -> dict:
     path = folder / MANIFEST
     if not path.is_file():
-        raise CorruptLibraryError(f"{folder} is not a voice folder: {MANIFEST} is missing")
+        raise InvalidArchiveError(f"{folder} is not a voice folder: {MANIFEST} is missing")
     if path.stat().st_size > MAX_MANIFEST_BYTES:
-        raise CorruptLibraryError(f"{path} is too large to be a manifest")
+        raise InvalidArchiveError(f"{path} is too large to be a manifest")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CorruptLibraryError(f"{path} is not valid JSON ({exc})") from exc
-    if not isinstance(manifest, dict):
-        raise CorruptLibraryError(f"{path} must hold a JSON object")
-    return manifest
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise InvalidArchiveError(f"{path} is not valid JSON ({str(exc)[:200]})") from None
+    return parse_manifest(data, str(path))
 
 
-def _inside(folder: Path, name: str) -> Path:
-    """A file named by a manifest, refused unless it is directly inside ``folder``."""
+def _inside(folder: Path, name: str, max_bytes: int) -> Path:
+    """A file named by a manifest, refused unless it is directly inside ``folder`` and at
+    most ``max_bytes`` long (checked before it is read)."""
     path = folder / str(name)
     if Path(str(name)).name != str(name) or path.resolve().parent != folder.resolve() or not path.is_file():
-        raise CorruptLibraryError(f"{folder}: {name!r} is not a file inside the voice folder")
+        raise InvalidArchiveError(f"{folder}: {name!r} is not a file inside the voice folder")
+    if path.stat().st_size > max_bytes:
+        raise InvalidArchiveError(f"{folder}: {name} is larger than {max_bytes // 1024} KB: too large for a voice")
     return path
 
 
 def _fingerprint(folder: Path, reference: Path) -> str:
     digest = hashlib.sha256()
     for path in (folder / MANIFEST, reference, folder / TRANSCRIPT):
-        digest.update(path.read_bytes() if path.is_file() else b"-")
+        if not path.is_file():
+            digest.update(b"-")
+            continue
+        with open(path, "rb") as f:  # in pieces: the sizes were checked, memory need not hold them
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -162,7 +174,11 @@ def _read_transcript(folder: Path, manifest: dict) -> str | None:
     name = manifest.get("transcript_file") or TRANSCRIPT
     path = folder / str(name)
     if Path(str(name)).name == str(name) and path.is_file():
-        return path.read_text(encoding="utf-8").strip() or None
+        _inside(folder, name, MAX_TRANSCRIPT_BYTES)
+        try:
+            return path.read_text(encoding="utf-8").strip() or None
+        except UnicodeDecodeError:
+            raise InvalidArchiveError(f"{path} is not UTF-8 text") from None
     return (str(manifest.get("transcript") or "").strip()) or None
 
 
@@ -206,10 +222,19 @@ def _new_voice(folder, manifest, voice_id, reference, fingerprint, transcriber, 
 
 
 def _keep_as_is(reference: Path, options: IngestOptions) -> bool:
-    """A reference that is already what the pipeline would produce is stored untouched."""
-    if not is_canonical_wav(reference):
+    """A reference that is already what the pipeline would produce is stored untouched.
+
+    Its header is not trusted: the file's real size must match the samples it claims (else
+    it goes through the pipeline, whose decoder is bounded), and it is small enough to read."""
+    longest = int((options.max_span_s + 1.0) * 24000) * 2
+    size = reference.stat().st_size
+    if size > longest + WAV_HEADER_SLACK or not is_canonical_wav(reference):
         return False
     pcm, rate = read_wav_pcm16(reference)
+    with wave.open(str(reference), "rb") as src:
+        claimed = src.getnframes()
+    if claimed != len(pcm) or not 0 <= size - 2 * len(pcm) <= WAV_HEADER_SLACK:
+        return False
     return options.min_speech_s <= len(pcm) / rate <= options.max_span_s + 1.0
 
 
@@ -221,7 +246,7 @@ def _stage_files(folder: Path, manifest: dict, reference: Path, stage: Path, new
         write_wav_pcm16(stage / "reference.wav", processed, new.sample_rate)
     original = manifest.get("original_audio")
     if original:
-        source = _inside(folder, original)
+        source = _inside(folder, original, MAX_AUDIO_BYTES)
         new.original_name = original_name_for(source)
         shutil.copyfile(source, stage / new.original_name)
     elif processed is not None:  # the seed's own file is the original upload

@@ -148,3 +148,58 @@ class WsClient:
 
     async def close(self) -> None:
         await self.ws.close()
+
+
+class GradioPage:
+    """The studio page as Gradio's queue API sees it: its config and every event, callable
+    by id with any inputs (what a hostile client can do without a browser). All calls share
+    one Gradio session, as a visitor's do (a dropdown accepts the choices its session got)."""
+
+    def __init__(self, url: str, headers: dict | None = None):
+        import uuid
+
+        self.url, self.headers = url, headers or {}
+        self.session = uuid.uuid4().hex[:10]
+        self.config = httpx.get(url + "/config", headers=self.headers, timeout=30).json()
+        self.components = {c["id"]: c for c in self.config["components"]}
+
+    def component_id(self, elem_id: str) -> int:
+        return next(i for i, c in self.components.items() if c.get("props", {}).get("elem_id") == elem_id)
+
+    def events(self) -> list[dict]:
+        """Every dependency that runs Python on the server."""
+        return [d for d in self.config["dependencies"] if d.get("backend_fn")]
+
+    def event(self, fn_name: str) -> dict:
+        """The first event whose handler is named `fn_name` (from its api_name)."""
+        return next(d for d in self.events() if d.get("api_name") == fn_name)
+
+    def upload(self, path: Path) -> dict:
+        """POST /gradio_api/upload; the FileData of the uploaded copy."""
+        with open(path, "rb") as f:
+            r = httpx.post(self.url + "/gradio_api/upload", files={"files": (path.name, f)}, headers=self.headers,
+                           timeout=120)
+        r.raise_for_status()
+        return file_data(r.json()[0], path.name)
+
+    def call(self, event: dict, data: list, timeout: float = 120.0) -> tuple[int, str]:
+        """Run `event` through /gradio_api/queue/join: (join status, the whole event stream as text)."""
+        session = self.session
+        body = {"data": data, "event_data": None, "fn_index": event["id"], "session_hash": session,
+                "trigger_id": (event.get("targets") or [[None]])[0][0]}
+        joined = httpx.post(self.url + "/gradio_api/queue/join", json=body, headers=self.headers, timeout=30)
+        if joined.status_code != 200:
+            return joined.status_code, joined.text
+        lines = []
+        with httpx.stream("GET", self.url + "/gradio_api/queue/data", params={"session_hash": session},
+                          headers=self.headers, timeout=timeout) as stream:
+            for line in stream.iter_lines():
+                lines.append(line)
+                if '"process_completed"' in line or '"unexpected_error"' in line:
+                    break
+        return joined.status_code, "\n".join(lines)
+
+
+def file_data(path: str, name: str) -> dict:
+    """A Gradio FileData payload naming `path` on the server."""
+    return {"path": path, "orig_name": name, "meta": {"_type": "gradio.FileData"}}

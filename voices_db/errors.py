@@ -34,3 +34,8 @@ class DatabaseTooNewError(LibraryError):
 
 class CorruptLibraryError(LibraryError):
     """A stored file no longer matches its database row, or an archive is malformed."""
+
+
+class InvalidArchiveError(CorruptLibraryError):
+    """A voice folder, manifest or archive given to the studio is malformed or too large:
+    the caller's input is at fault (an HTTP 4xx), not the stored library."""

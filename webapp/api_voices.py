@@ -24,7 +24,8 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ingest import IngestError
-from voices_db import ConflictError, DuplicateVoiceError, InvalidNameError, LibraryError, VoiceNotFoundError
+from voices_db import (ConflictError, DuplicateVoiceError, InvalidArchiveError, InvalidNameError, LibraryError,
+                       VoiceNotFoundError)
 from webapp.auth import client_key
 from webapp.context import AppContext
 from webapp.voices import VoiceActionError, voice_detail, voice_summary
@@ -48,6 +49,8 @@ def library_error(e: LibraryError) -> ApiError:
         return ApiError(409, "CONFLICT", str(e))
     if isinstance(e, (InvalidNameError, VoiceActionError)):
         return ApiError(400, "INVALID_FIELD", str(e))
+    if isinstance(e, InvalidArchiveError):
+        return ApiError(422, "INVALID_ARCHIVE", str(e))
     return ApiError(500, "LIBRARY_ERROR", str(e))
 
 

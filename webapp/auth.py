@@ -6,8 +6,12 @@
 - Rate limits: token buckets per client address, one for synthesis requests (WebSocket
   `speak`, OpenAI speech) and one for uploads/imports; plus a message-rate bucket per
   WebSocket connection so a flood of messages cannot keep the server busy.
-- Upload size: `BodyLimitMiddleware` refuses request bodies above the limit with 413, by
-  Content-Length when announced and by counting otherwise.
+- Wrong tokens: counted per client address across every route (REST, WebSocket, the
+  Gradio page); after `auth_failure_burst` of them a client's tokens are not even compared
+  until the bucket refills (`auth_failures_per_minute`), so reconnecting does not reset it.
+- Body size: `BodyLimitMiddleware` refuses request bodies above the limit with 413, by
+  Content-Length when announced and by counting otherwise: uploads up to the upload limit,
+  every other body (JSON, Gradio's queue) up to `MAX_BODY_BYTES`.
 """
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 
 DEFAULT_UPLOAD_BYTES = 50 * 1024 * 1024
+MAX_BODY_BYTES = 1024 * 1024  # a JSON request: 5,000 characters of text and options fit many times
+UPLOAD_PATHS = ("/api/v1/voices", "/gradio_api/upload")  # multipart uploads (exact paths)
 
 
 class TokenBucket:
@@ -27,11 +33,15 @@ class TokenBucket:
         self.rate, self.burst = float(rate), float(burst)
         self.tokens, self.stamp = float(burst), time.monotonic()
 
-    def take(self, n: float = 1.0) -> bool:
+    def available(self) -> float:
+        """Tokens in the bucket now (after refilling for the time passed)."""
         now = time.monotonic()
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        if self.tokens >= n:
+        return self.tokens
+
+    def take(self, n: float = 1.0) -> bool:
+        if self.available() >= n:
             self.tokens -= n
             return True
         return False
@@ -65,6 +75,14 @@ class RateLimiter:
             bucket = self._buckets.get(key)
             return bucket.retry_after() if bucket else 0.0
 
+    def exhausted(self, key: str) -> bool:
+        """True when `key` has no token left now (takes none)."""
+        if self.per_minute <= 0:
+            return False
+        with self._lock:
+            bucket = self._buckets.get(key)
+            return bucket is not None and bucket.available() < 1.0
+
 
 @dataclass
 class Guard:
@@ -77,14 +95,18 @@ class Guard:
     upload_burst: float = 10.0
     ws_messages_per_second: float = 50.0
     ws_message_burst: float = 200.0
+    auth_failures_per_minute: float = 5.0
+    auth_failure_burst: float = 10.0
     max_upload_bytes: int = DEFAULT_UPLOAD_BYTES
     synth: RateLimiter = field(init=False)
     uploads: RateLimiter = field(init=False)
+    auth_failures: RateLimiter = field(init=False)
 
     def __post_init__(self):
         self.token = self.token or None
         self.synth = RateLimiter(self.synth_per_minute, self.synth_burst)
         self.uploads = RateLimiter(self.upload_per_minute, self.upload_burst)
+        self.auth_failures = RateLimiter(self.auth_failures_per_minute, self.auth_failure_burst)
 
     @property
     def required(self) -> bool:
@@ -95,6 +117,22 @@ class Guard:
         if self.token is None:
             return True
         return isinstance(provided, str) and hmac.compare_digest(provided.encode(), self.token.encode())
+
+    def admit(self, provided: str | None, client: str) -> bool:
+        """`check` for a request from `client`, counting its wrong tokens (see module
+        docstring); a throttled client is refused whatever it sends. No token is no guess."""
+        if self.token is None:
+            return True
+        if not provided or self.throttled(client):
+            return False
+        if self.check(provided):
+            return True
+        self.auth_failures.allow(client)
+        return False
+
+    def throttled(self, client: str) -> bool:
+        """True while `client` has sent too many wrong tokens."""
+        return self.token is not None and self.auth_failures.exhausted(client)
 
     def token_from_headers(self, headers, query=None) -> str | None:
         """The token a request carries: Bearer header, X-API-Token, or ?token= (WebSocket)."""
@@ -114,17 +152,20 @@ def client_key(scope_or_request) -> str:
 
 
 class BodyLimitMiddleware:
-    """ASGI middleware: 413 for request bodies larger than `max_bytes` on `prefixes`."""
+    """ASGI middleware: 413 for request bodies larger than `max_bytes` on the upload routes
+    (`upload_paths`) and larger than `max_other_bytes` on every other route (Gradio's included)."""
 
-    def __init__(self, app, max_bytes: int, prefixes: tuple[str, ...] = ("/api/", "/v1/")):
-        self.app, self.max_bytes, self.prefixes = app, max_bytes, prefixes
+    def __init__(self, app, max_bytes: int, max_other_bytes: int = MAX_BODY_BYTES,
+                 upload_paths: tuple[str, ...] = UPLOAD_PATHS):
+        self.app, self.upload_bytes, self.other_bytes, self.upload_paths = app, max_bytes, max_other_bytes, upload_paths
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or not scope["path"].startswith(self.prefixes):
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit = self.upload_bytes if scope["path"].rstrip("/") in self.upload_paths else self.other_bytes
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                return await self._refuse(send)
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                return await self._refuse(send, limit)
         seen = 0
         refused = False
 
@@ -133,7 +174,7 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     refused = True
                     raise BodyTooLarge()
             return message
@@ -142,13 +183,15 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, send)
         except BodyTooLarge:
             if refused:
-                await self._refuse(send)
+                await self._refuse(send, limit)
 
-    async def _refuse(self, send):
-        limit_mb = self.max_bytes / 2**20
-        body = json.dumps({"error": {"code": "UPLOAD_TOO_LARGE", "message":
-                                     f"the upload is larger than the limit of {limit_mb:.0f} MB; "
-                                     "send a shorter clip (8-15 s of speech is ideal)"}}).encode()
+    async def _refuse(self, send, limit: int):
+        if limit == self.upload_bytes:
+            code, message = "UPLOAD_TOO_LARGE", (f"the upload is larger than the limit of {limit / 2**20:.0f} MB; "
+                                                 "send a shorter clip (8-15 s of speech is ideal)")
+        else:
+            code, message = "BODY_TOO_LARGE", f"the request body is larger than the limit of {limit // 1024} KB"
+        body = json.dumps({"error": {"code": code, "message": message}}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})

@@ -22,6 +22,7 @@ from webapp.api_voices import ApiError
 from webapp.api_openai import OpenAIError
 from webapp.auth import BodyLimitMiddleware
 from webapp.context import AppContext
+from webapp.gradio_routes import GradioRoutesMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ STATIC_DIR = Path(__file__).parent / "static"
 def create_api(ctx: AppContext) -> FastAPI:
     """The API app without the UI (build_app mounts the UI on it)."""
     app = FastAPI(title="Qwen3 Voice Studio", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
+    # Added last, so it runs first: a body is bounded before the Gradio check buffers it.
+    app.add_middleware(GradioRoutesMiddleware, guard=ctx.guard)
     app.add_middleware(BodyLimitMiddleware, max_bytes=ctx.guard.max_upload_bytes + 64 * 1024)
 
     @app.exception_handler(ApiError)

@@ -12,6 +12,7 @@ import gradio as gr
 
 from webapp.auth import Guard
 from webapp.model_host import FAILED, LOADING, ModelHost
+from webapp.ui_access import PageAccess
 from webapp.voices import VoiceService
 
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="slate")
@@ -56,8 +57,9 @@ def build_ui(engine: ModelHost, store: VoiceService, guard: Guard | None = None,
     from webapp.ui_speak import build_speak_tab
     from webapp.ui_voices import build_voices_tab
 
-    guard = guard or Guard()
-    with gr.Blocks(title="Qwen3 Voice Studio") as demo:
+    access = PageAccess(guard or Guard())
+    # delete_cache: uploads and cached downloads older than an hour are removed every 10 min
+    with gr.Blocks(title="Qwen3 Voice Studio", delete_cache=(600, 3600)) as demo:
         gr.HTML("<h1>Qwen3 Voice Studio</h1><p>Type, pick a voice, hear it stream. "
                 "Drop in a clip to make a new voice.</p>", elem_id="studio-header")
         if notice:
@@ -67,16 +69,21 @@ def build_ui(engine: ModelHost, store: VoiceService, guard: Guard | None = None,
                                  elem_classes=[f"status-{engine.state}"])
             retry = gr.Button("Retry loading", visible=engine.state == FAILED, size="sm", scale=0,
                               elem_id="retry-btn")
-        token = gr.Textbox(label="Access token", type="password", visible=guard.required, elem_id="api-token",
-                           info="This server requires its API token for speaking and for voice changes.")
+        token = gr.Textbox(label="Access token", type="password", visible=access.required, elem_id="api-token",
+                           info="This server requires its API token for the voice library and for speaking "
+                                "(press Enter after typing it).")
         with gr.Tabs():
             with gr.Tab("Speak", id="speak", elem_id="tab-speak") as speak_tab:
-                speak = build_speak_tab(engine, store, token)
+                speak = build_speak_tab(engine, store, token, access)
             with gr.Tab("Voices", id="voices", elem_id="tab-voices"):
-                library = build_voices_tab(store, guard, token)
+                library = build_voices_tab(store, access, token)
             with gr.Tab("API", id="api", elem_id="tab-api"):
                 build_api_tab(engine)
-        speak_tab.select(speak.refresh, inputs=[speak.voice, speak.clips], outputs=[speak.voice, speak.mode])
+        refresh_inputs, refresh_outputs = [token, speak.voice, speak.clips], [speak.voice, speak.mode]
+        speak_tab.select(speak.refresh, inputs=refresh_inputs, outputs=refresh_outputs)
+        for entered in (token.submit, token.blur):  # the token unlocks the library
+            entered(library.load, inputs=[token], outputs=library.load_outputs, show_progress="hidden")
+            entered(speak.refresh, inputs=refresh_inputs, outputs=refresh_outputs, show_progress="hidden")
 
         timer = gr.Timer(1.0, active=engine.state == LOADING)
 
@@ -85,14 +92,14 @@ def build_ui(engine: ModelHost, store: VoiceService, guard: Guard | None = None,
             return (gr.Markdown(status_markdown(engine), elem_classes=[f"status-{state}"]),
                     gr.Button(visible=state == FAILED), gr.Timer(active=state == LOADING))
 
-        def do_retry():
-            engine.retry()
+        def do_retry(tok, request: gr.Request):
+            if access.allowed(tok, request):  # reloading the model is a change of the server
+                engine.retry()
             return poll()
 
         timer.tick(poll, outputs=[status, retry, timer], show_progress="hidden")
-        retry.click(do_retry, outputs=[status, retry, timer])
+        retry.click(do_retry, inputs=[token], outputs=[status, retry, timer])
         demo.load(poll, outputs=[status, retry, timer], show_progress="hidden")
-        demo.load(library.load, outputs=library.load_outputs, show_progress="hidden")
-        demo.load(speak.refresh, inputs=[speak.voice, speak.clips], outputs=[speak.voice, speak.mode],
-                  show_progress="hidden")
+        demo.load(library.load, inputs=[token], outputs=library.load_outputs, show_progress="hidden")
+        demo.load(speak.refresh, inputs=refresh_inputs, outputs=refresh_outputs, show_progress="hidden")
     return demo

@@ -13,6 +13,7 @@ import gradio as gr
 from engine.languages import LANGUAGES
 from voices_db import LibraryError
 from webapp.model_host import ModelHost
+from webapp.ui_access import TOO_MANY_UPLOADS, PageAccess
 from webapp.voices import VoiceService
 
 LANGUAGE_CHOICES = [("Auto (detect from the text)", "auto")] + [(name.title(), name) for name in LANGUAGES]
@@ -42,10 +43,11 @@ SPEAK_JS = """
 """ % FRAMES_PER_SECOND
 
 
-def build_speak_tab(host: ModelHost, voices: VoiceService, token: gr.Textbox) -> SimpleNamespace:
+def build_speak_tab(host: ModelHost, voices: VoiceService, token: gr.Textbox, access: PageAccess) -> SimpleNamespace:
     """Build the tab's components inside the current Blocks context; returns the ones other
     tabs need (`voice`, `mode`, `clips`: this visitor's clip ids) and
-    `refresh(voice, clips) -> (voice update, mode update)`."""
+    `refresh(token, voice, clips, request) -> (voice update, mode update)`. With a token
+    required, the voice list stays empty until the visitor gives it."""
     def choices_and_value(current=None, clips=()):
         try:
             choices = voices.choices(clips)
@@ -64,11 +66,14 @@ def build_speak_tab(host: ModelHost, voices: VoiceService, token: gr.Textbox) ->
         return gr.Radio(value=current_mode or "auto", interactive=True,
                         info="ICL clones best; x-vector follows the text more loosely but never repeats the clip.")
 
-    def refresh(current=None, clips=()):
+    def refresh(tok, current, clips, request: gr.Request):
+        if not access.allowed(tok, request):
+            return gr.Dropdown(choices=[], value=None), mode_update(None)
         choices, value = choices_and_value(current, clips or ())
         return gr.Dropdown(choices=choices, value=value), mode_update(value)
 
-    choices, value = choices_and_value()
+    # the page's config is public: it lists the voices only where anyone may see them
+    choices, value = ([], None) if access.required else choices_and_value()
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
             text = gr.Textbox(label="Text", lines=6, max_length=5000, elem_id="speak-text",
@@ -85,7 +90,8 @@ def build_speak_tab(host: ModelHost, voices: VoiceService, token: gr.Textbox) ->
             mode = gr.Radio(label="Voice mode", choices=MODE_CHOICES, value="auto", elem_id="speak-mode")
             language = gr.Dropdown(label="Language", choices=LANGUAGE_CHOICES, value="auto", elem_id="speak-language")
             with gr.Accordion("Use a clip without saving it", open=False, elem_id="speak-clip"):
-                clip = gr.Audio(label="Clip", sources=["upload", "microphone"], type="filepath", elem_id="speak-clip-audio")
+                clip = gr.Audio(label="Clip", sources=["upload", "microphone"], type="filepath", format=None,
+                                elem_id="speak-clip-audio")
                 clip_text = gr.Textbox(label="Transcript (optional)", lines=2, elem_id="speak-clip-text",
                                        info="Leave empty to transcribe it with Whisper.")
                 use_clip = gr.Button("Use this clip", elem_id="speak-clip-use")
@@ -103,9 +109,16 @@ def build_speak_tab(host: ModelHost, voices: VoiceService, token: gr.Textbox) ->
     inputs = [text, voice, mode, language, temperature, top_k, top_p, repetition, seed, max_seconds, token]
     speak_btn.click(None, inputs=inputs, js=SPEAK_JS)
     stop_btn.click(None, js="() => { window.QwenStudio.stop(); return []; }")
-    voice.change(lambda v, m: mode_update(v, m), inputs=[voice, mode], outputs=mode, show_progress="hidden")
+    def voice_changed(tok, voice_id, current_mode, request: gr.Request):
+        return mode_update(voice_id if access.allowed(tok, request) else None, current_mode)
 
-    def use_clip_fn(path, transcript, lang, clips):
+    voice.change(voice_changed, inputs=[token, voice, mode], outputs=mode, show_progress="hidden")
+
+    def use_clip_fn(tok, path, transcript, lang, clips, request: gr.Request):
+        if not access.allowed(tok, request):
+            return gr.Dropdown(), gr.Radio(), access.refusal(request), clips
+        if not access.may_upload(request):
+            return gr.Dropdown(), gr.Radio(), TOO_MANY_UPLOADS, clips
         try:
             processed = voices.process(path, transcript, None if lang == "auto" else lang)
         except LibraryError as e:
@@ -116,7 +129,8 @@ def build_speak_tab(host: ModelHost, voices: VoiceService, token: gr.Textbox) ->
         info = f"Using **{temp.name}** ({processed.duration:.1f} s). Transcript: _{processed.transcript or '(none)'}_"
         return gr.Dropdown(choices=choices, value=temp.id), mode_update(temp.id), info, clips
 
-    use_clip.click(use_clip_fn, inputs=[clip, clip_text, language, my_clips], outputs=[voice, mode, clip_msg, my_clips])
+    use_clip.click(use_clip_fn, inputs=[token, clip, clip_text, language, my_clips],
+                   outputs=[voice, mode, clip_msg, my_clips])
     return SimpleNamespace(voice=voice, mode=mode, clips=my_clips, refresh=refresh)
 
 

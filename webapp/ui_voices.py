@@ -3,6 +3,8 @@ search the library a page at a time, play, edit, set default, delete with confir
 and export/import a voice or the whole library.
 
 Every handler turns failures into a message (⚠ ...) a person can act on; none raises.
+With an API token set, every handler that reads or changes the library checks it first
+(webapp.ui_access): the page's token box is the first input of each of those events.
 """
 from __future__ import annotations
 
@@ -12,13 +14,12 @@ import gradio as gr
 
 from engine.languages import LANGUAGES
 from voices_db import LibraryError
-from webapp.auth import Guard
+from webapp.ui_access import LOCKED_LIBRARY, TOO_MANY_UPLOADS, PageAccess
 from webapp.voices import VoiceService
 
 PAGE_SIZE = 10
 LANGUAGE_CODES = [("Detect / unknown", "")] + [(name.title(), code) for name, code in LANGUAGES.items()]
 HEADERS = ["★", "Name", "Id", "Lang.", "Length", "Transcript"]
-TOKEN_NEEDED = "⚠ This server requires its access token for voice changes: enter it at the top of the page."
 
 
 def _rows(items) -> list[list[str]]:
@@ -48,14 +49,17 @@ def _preview_info(clip) -> str:
     return "  \n".join(lines)
 
 
-def build_voices_tab(voices: VoiceService, guard: Guard, token: gr.Textbox) -> SimpleNamespace:
+def build_voices_tab(voices: VoiceService, access: PageAccess, token: gr.Textbox) -> SimpleNamespace:
     """Build the tab inside the current Blocks context (the Speak tab re-reads the library
-    when it is selected). Returns `load` and `load_outputs` for the page-load event (the
-    list is rendered fresh for every visitor)."""
+    when it is selected). Returns `load(token)` and `load_outputs` for the page-load event
+    and for entering the token (the list is rendered fresh for every visitor)."""
     with gr.Row(equal_height=False):
         with gr.Column(scale=2):
             gr.Markdown("### Add a voice\nUpload a clip or record one (8-15 s of clear speech clones best).")
-            add_audio = gr.Audio(label="Clip", sources=["upload", "microphone"], type="filepath", elem_id="add-audio")
+            # format=None: the file goes to our bounded decoder as it is, not through Gradio's
+            # whole-file conversion to WAV first
+            add_audio = gr.Audio(label="Clip", sources=["upload", "microphone"], type="filepath", format=None,
+                                 elem_id="add-audio")
             add_name = gr.Textbox(label="Name", elem_id="add-name", max_length=100)
             add_language = gr.Dropdown(label="Language", choices=LANGUAGE_CODES, value="", elem_id="add-language")
             add_transcript = gr.Textbox(label="Transcript (optional)", lines=2, elem_id="add-transcript",
@@ -121,22 +125,31 @@ def build_voices_tab(voices: VoiceService, guard: Guard, token: gr.Textbox) -> S
 
     list_outputs = [table, page_label, selected, page_state]
     unchanged = [gr.skip()] * len(list_outputs)
+    first_page = {"q": "", "cursors": [None], "index": 0}
 
-    def do_search(q, state, current):
-        return render({"q": q or "", "cursors": [None], "index": 0}, current)
+    def locked(state):
+        return [], LOCKED_LIBRARY, gr.Dropdown(choices=[], value=None), state
 
-    def do_next(state, current):
+    def do_search(tok, q, state, current, request: gr.Request):
+        state = {"q": q or "", "cursors": [None], "index": 0}
+        return render(state, current) if access.allowed(tok, request) else locked(state)
+
+    def do_next(tok, state, current, request: gr.Request):
+        if not access.allowed(tok, request):
+            return locked(state)
         if state.get("next"):
             state = dict(state, cursors=state["cursors"][: state["index"] + 1] + [state["next"]], index=state["index"] + 1)
         return render(state, current)
 
-    def do_prev(state, current):
+    def do_prev(tok, state, current, request: gr.Request):
+        if not access.allowed(tok, request):
+            return locked(state)
         return render(dict(state, index=max(0, state["index"] - 1)), current)
 
-    search.submit(do_search, [search, page_state, selected], list_outputs)
-    search.change(do_search, [search, page_state, selected], list_outputs, show_progress="hidden")
-    next_btn.click(do_next, [page_state, selected], list_outputs)
-    prev_btn.click(do_prev, [page_state, selected], list_outputs)
+    search.submit(do_search, [token, search, page_state, selected], list_outputs)
+    search.change(do_search, [token, search, page_state, selected], list_outputs, show_progress="hidden")
+    next_btn.click(do_next, [token, page_state, selected], list_outputs)
+    prev_btn.click(do_prev, [token, page_state, selected], list_outputs)
 
     def pick_row(evt: gr.SelectData, rows):
         try:
@@ -147,10 +160,12 @@ def build_voices_tab(voices: VoiceService, guard: Guard, token: gr.Textbox) -> S
     table.select(pick_row, [table], selected)
 
     # ---- editor ----------------------------------------------------------------------------
-    def load_editor(voice_id):
+    def load_editor(tok, voice_id, request: gr.Request):
         hidden = gr.Group(visible=False)
         if not voice_id:
             return hidden, None, "", "", "", "", None, gr.Row(visible=False), ""
+        if not access.allowed(tok, request):
+            return hidden, None, "", "", "", "", None, gr.Row(visible=False), access.refusal(request)
         try:
             v = voices.get(voice_id)
         except LibraryError as e:
@@ -160,11 +175,11 @@ def build_voices_tab(voices: VoiceService, guard: Guard, token: gr.Textbox) -> S
 
     editor_outputs = [editor, ed_audio, ed_name, ed_description, ed_language, ed_transcript, version_state,
                       confirm_row, lib_msg]
-    selected.change(load_editor, selected, editor_outputs)
+    selected.change(load_editor, [token, selected], editor_outputs)
 
-    def save_edit(tok, voice_id, name, description, language, transcript, version, state):
-        if not guard.check(tok or None):
-            return (TOKEN_NEEDED, version) + tuple(unchanged)
+    def save_edit(tok, voice_id, name, description, language, transcript, version, state, request: gr.Request):
+        if not access.allowed(tok, request):
+            return (access.refusal(request), version) + tuple(unchanged)
         try:
             v = voices.update(voice_id, expected_version=version, name=name, description=description,
                               language=language, transcript=transcript)
@@ -176,9 +191,9 @@ def build_voices_tab(voices: VoiceService, guard: Guard, token: gr.Textbox) -> S
     ed_save.click(save_edit, [token, selected, ed_name, ed_description, ed_language, ed_transcript, version_state,
                               page_state], [lib_msg, version_state] + list_outputs)
 
-    def make_default(tok, voice_id, state):
-        if not guard.check(tok or None):
-            return (TOKEN_NEEDED,) + tuple(unchanged)
+    def make_default(tok, voice_id, state, request: gr.Request):
+        if not access.allowed(tok, request):
+            return (access.refusal(request),) + tuple(unchanged)
         try:
             v = voices.set_default(voice_id)
         except LibraryError as e:
@@ -195,9 +210,9 @@ def build_voices_tab(voices: VoiceService, guard: Guard, token: gr.Textbox) -> S
     ed_delete.click(ask_delete, selected, [confirm_row, confirm_text])
     cancel_btn.click(lambda: gr.Row(visible=False), None, confirm_row)
 
-    def do_delete(tok, voice_id, state):
-        if not guard.check(tok or None):
-            return (TOKEN_NEEDED, gr.Row(visible=False)) + tuple(unchanged)
+    def do_delete(tok, voice_id, state, request: gr.Request):
+        if not access.allowed(tok, request):
+            return (access.refusal(request), gr.Row(visible=False)) + tuple(unchanged)
         try:
             voices.delete(voice_id)
         except LibraryError as e:
@@ -206,28 +221,38 @@ def build_voices_tab(voices: VoiceService, guard: Guard, token: gr.Textbox) -> S
 
     confirm_btn.click(do_delete, [token, selected, page_state], [lib_msg, confirm_row] + list_outputs)
 
-    def export_one(voice_id):
+    def export_one(tok, voice_id, request: gr.Request):
+        if not access.allowed(tok, request):
+            return None, access.refusal(request)
+        if not access.may_upload(request):
+            return None, TOO_MANY_UPLOADS
         try:
             return str(voices.export_voice_zip(voice_id)), f"Exported **{voice_id}**: download it below."
         except LibraryError as e:
             return None, f"⚠ {e}"
 
-    ed_export.click(export_one, selected, [download, lib_msg])
+    ed_export.click(export_one, [token, selected], [download, lib_msg])
 
     # ---- archives ----------------------------------------------------------------------------
-    def export_all():
+    def export_all(tok, request: gr.Request):
+        if not access.allowed(tok, request):
+            return None, access.refusal(request)
+        if not access.may_upload(request):
+            return None, TOO_MANY_UPLOADS
         try:
             return str(voices.export_library_zip()), "Exported the library: download it below."
         except LibraryError as e:
             return None, f"⚠ {e}"
 
-    export_lib.click(export_all, None, [download, lib_msg])
+    export_lib.click(export_all, [token], [download, lib_msg])
 
-    def do_import(tok, path, replace_existing, state):
-        if not guard.check(tok or None):
-            return (TOKEN_NEEDED,) + tuple(unchanged)
+    def do_import(tok, path, replace_existing, state, request: gr.Request):
+        if not access.allowed(tok, request):
+            return (access.refusal(request),) + tuple(unchanged)
         if not path:
             return ("⚠ Choose a .zip file to import first.",) + tuple(unchanged)
+        if not access.may_upload(request):
+            return (TOO_MANY_UPLOADS,) + tuple(unchanged)
         try:
             ids = voices.import_zip(path, replace=bool(replace_existing))
         except (LibraryError, OSError, ValueError) as e:
@@ -237,10 +262,14 @@ def build_voices_tab(voices: VoiceService, guard: Guard, token: gr.Textbox) -> S
     import_btn.click(do_import, [token, import_file, replace, page_state], [lib_msg] + list_outputs)
 
     # ---- adding a voice ------------------------------------------------------------------------
-    def do_process(path, name, language, transcript):
+    def do_process(tok, path, name, language, transcript, request: gr.Request):
         hide = gr.Group(visible=False)
+        if not access.allowed(tok, request):
+            return hide, None, "", "", None, None, access.refusal(request)
         if not path:
             return hide, None, "", "", None, None, "⚠ Upload or record a clip first."
+        if not access.may_upload(request):
+            return hide, None, "", "", None, None, TOO_MANY_UPLOADS
         try:
             clip = voices.process(path, transcript, language or None)
         except (LibraryError, OSError) as e:
@@ -248,12 +277,12 @@ def build_voices_tab(voices: VoiceService, guard: Guard, token: gr.Textbox) -> S
         return (gr.Group(visible=True), (clip.sample_rate, clip.pcm), _preview_info(clip), clip.transcript, clip, path,
                 "Listen to the kept clip, check the transcript, then save.")
 
-    process_btn.click(do_process, [add_audio, add_name, add_language, add_transcript],
+    process_btn.click(do_process, [token, add_audio, add_name, add_language, add_transcript],
                       [preview, preview_audio, preview_info, preview_text, clip_state, original_state, add_msg])
 
-    def do_save(tok, clip, original, name, language, transcript, state):
-        if not guard.check(tok or None):
-            return (TOKEN_NEEDED, gr.skip()) + tuple(unchanged)
+    def do_save(tok, clip, original, name, language, transcript, state, request: gr.Request):
+        if not access.allowed(tok, request):
+            return (access.refusal(request), gr.skip()) + tuple(unchanged)
         if clip is None:
             return ("⚠ Process a clip first.", gr.skip()) + tuple(unchanged)
         try:
@@ -267,7 +296,7 @@ def build_voices_tab(voices: VoiceService, guard: Guard, token: gr.Textbox) -> S
     save_btn.click(do_save, [token, clip_state, original_state, add_name, add_language, preview_text, page_state],
                    [add_msg, preview] + list_outputs)
 
-    def first_render():
-        return render({"q": "", "cursors": [None], "index": 0})
+    def first_render(tok, request: gr.Request):
+        return render(first_page) if access.allowed(tok, request) else locked(first_page)
 
     return SimpleNamespace(load=first_render, load_outputs=list_outputs)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest import ProcessedClip, Transcriber, export_library, export_voice, import_library, import_voice, process_clip
-from ingest.archive import check_zip_members
+from ingest.zip_extract import extract_capped, open_zip
 from ingest.library import store_clip
 from voices_db import LibraryError, PromptStore, Voice, VoiceStore
 from voices_db.audio_io import pcm16_to_float
@@ -28,8 +28,6 @@ from voices_db.audio_io import pcm16_to_float
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "icl", "xvector")
-MAX_ZIP_MEMBERS = 2000
-MAX_ZIP_BYTES = 2 * 2**30
 EXPORT_MAX_AGE_S = 3600.0
 
 
@@ -222,11 +220,8 @@ class VoiceService:
     def import_zip(self, path: str | Path, replace: bool = False) -> list[str]:
         """Import a library archive or a zipped voice folder; returns the imported voice ids."""
         path = Path(path)
-        try:
-            with zipfile.ZipFile(path) as zf:
-                names = zf.namelist()
-        except (zipfile.BadZipFile, OSError) as e:
-            raise VoiceActionError(f"{path.name} is not a zip file ({e}); export a voice or the library to get one") from e
+        with open_zip(path, VoiceActionError, "; export a voice or the library to get one") as zf:
+            names = zf.namelist()
         if "library.json" in names:
             results = import_library(self.store, path, replace=replace, transcriber=self.transcriber)
         else:
@@ -315,10 +310,8 @@ def _export_dir() -> Path:
 
 def _extract_voice_folder(archive: Path, stage: Path) -> Path:
     """Extract a zipped voice folder safely; returns the folder holding manifest.json."""
-    with zipfile.ZipFile(archive) as zf:
-        check_zip_members(zf, archive.name, max_members=MAX_ZIP_MEMBERS, max_bytes=MAX_ZIP_BYTES,
-                          error=VoiceActionError, what="a voice folder")
-        zf.extractall(stage)
+    with open_zip(archive, VoiceActionError, "") as zf:
+        extract_capped(zf, stage, archive.name, voices=1, error=VoiceActionError, what="a voice folder")
     manifests = sorted(stage.rglob("manifest.json"), key=lambda p: len(p.parts))
     if not manifests:
         raise VoiceActionError(f"{archive.name} holds no manifest.json: zip a voice folder "

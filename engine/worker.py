@@ -1,4 +1,4 @@
-"""One worker thread that owns the model on its device and serves many sessions.
+"""One worker thread that schedules the requests of many sessions on one model.
 
 Sessions (a WebSocket connection, an HTTP request, the UI) submit requests from any thread
 or asyncio task and consume the results as they are produced. The worker runs *jobs*:
@@ -26,243 +26,52 @@ Scheduling:
 - Cancelling stops a running request before its next step (within one frame) and closes
   its iterator, which frees its state; the consumer sees a clean end of stream.
 
-Device, dtype and model come from the arguments, else the environment (engine.device).
-The decode context per request (`capacity`: prompt + frames) comes from TTS_MAX_CONTEXT,
+The model, its device, dtype, loading and state belong to an `engine.host.ModelHost`; the
+worker only schedules. It loads the host's model on its own thread when it starts (requests
+submitted meanwhile wait) and fails them if the load fails. The decode context per request (`capacity`: prompt + frames) comes from TTS_MAX_CONTEXT,
 else 1024 positions on CPU and 2048 on CUDA; `max_active` is cut to what the device's free
 memory holds (engine.batch.pool.DecodePool.bytes_per_slot).
 """
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
-import os
 import threading
 from collections import deque
-from typing import Any, Callable, Iterator
+from typing import Callable
 
 import torch
 
-from engine.device import resolve_device, resolve_dtype, resolve_model_id
 from engine.errors import EngineError, InvalidParameterError
+from engine.host import FAILED, READY, ModelHost, default_capacity
 from engine.metrics import RequestMetrics, StopReason
+from engine.requests import (BusyError, Job, RequestHandle, Session, SynthesisError,  # noqa: F401 - re-exported
+                             WorkerStoppedError)
 
 log = logging.getLogger(__name__)
 
 _OOM_ERRORS = tuple({getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),
                      torch.cuda.OutOfMemoryError})
 
-Job = Callable[[threading.Event, RequestMetrics], Iterator[Any]]
-
-
-class BusyError(EngineError):
-    """Too many requests are waiting; try again shortly."""
-
-    code = "RATE_LIMITED"
-
-
-class SynthesisError(EngineError):
-    """A request failed inside the worker (the cause is chained); other requests go on."""
-
-    code = "SYNTHESIS_ERROR"
-
-    def __init__(self, message: str, code: str | None = None):
-        super().__init__(message)
-        if code:
-            self.code = code
-
-
-class WorkerStoppedError(EngineError):
-    """The worker is stopped or its model failed to load."""
-
-    code = "MODEL_LOADING"
-
-
-# ---------------------------------------------------------------------------------------
-# requests and sessions
-
-
-class RequestHandle:
-    """The consumer's side of one request: iterate it (sync or async) to get its items.
-
-    Iteration ends cleanly when the request completes or is cancelled, and raises the
-    request's error if it failed. `position`, `state` and `metrics` can be read any time.
-    """
-
-    def __init__(self, worker: "EngineWorker", session: "Session", job: Job | None, request_id: int, plan=None):
-        self.id = request_id
-        self.session = session
-        self.metrics = RequestMetrics()
-        self.error: BaseException | None = None
-        self.state = "waiting"  # waiting | running | done | cancelled | failed
-        self._worker = worker
-        self._job = job
-        self._plan = plan  # a synthesis request: a row of the batched engine (else a job)
-        self._utterance = None  # its engine.batch.engine.Utterance while running
-        self._cancel = threading.Event()
-        self._items: deque = deque()
-        self._finished = False
-        self._cond = threading.Condition(worker._lock)
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
-        self._iterator: Iterator | None = None
-        self._delivered = 0
-        self._retried = False
-
-    @property
-    def position(self) -> int | None:
-        """0 running; n >= 1: n-1 requests start before this one; None once finished."""
-        return self._worker._position(self)
-
-    @property
-    def done(self) -> bool:
-        return self._finished
-
-    def cancel(self) -> None:
-        """Stop the request: a waiting one never starts, a running one stops within one step."""
-        self._cancel.set()
-        self._worker._wake(self)
-
-    # ---- consuming ----------------------------------------------------------------
-    def get(self, timeout: float | None = None) -> Any:
-        """Next item; raises StopIteration at the end, TimeoutError if none in `timeout` s."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._items or self._finished, timeout):
-                raise TimeoutError(f"no output from request {self.id} within {timeout} s")
-            if self._items:
-                return self._items.popleft()
-        self._raise_if_failed()
-        raise StopIteration
-
-    def __iter__(self):
-        while True:
-            try:
-                yield self.get()
-            except StopIteration:
-                return
-
-    def __aiter__(self):
-        return self
-
-    async def __anext__(self) -> Any:
-        while True:
-            with self._cond:
-                if self._items:
-                    return self._items.popleft()
-                if not self._finished:
-                    loop = asyncio.get_running_loop()
-                    future = loop.create_future()
-                    self._waiters.append((loop, future))
-            if self._finished and not self._items:
-                self._raise_if_failed()
-                raise StopAsyncIteration
-            await future
-
-    def result(self, timeout: float | None = None) -> list:
-        """Block until the request ends and return all its (not yet consumed) items."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._finished, timeout):
-                raise TimeoutError(f"request {self.id} not finished within {timeout} s")
-            items = list(self._items)
-            self._items.clear()
-        self._raise_if_failed()
-        return items
-
-    def _raise_if_failed(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-    # ---- producing (worker thread, lock held) ---------------------------------------
-    def _push(self, item: Any) -> None:
-        self._items.append(item)
-        self._delivered += 1
-        self._notify()
-
-    def _finish(self, state: str, error: BaseException | None = None) -> None:
-        self.state, self.error, self._finished = state, error, True
-        self._iterator = None
-        self._notify()
-
-    def _notify(self) -> None:
-        self._cond.notify_all()
-        waiters, self._waiters = self._waiters, []
-        for loop, future in waiters:
-            try:
-                loop.call_soon_threadsafe(_resolve, future)
-            except RuntimeError:  # the consumer's loop is closed: nobody is listening
-                pass
-
-
-def _resolve(future: asyncio.Future) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-class Session:
-    """A client of the worker (one connection, one user): its requests run in order."""
-
-    def __init__(self, worker: "EngineWorker", name: str):
-        self.worker = worker
-        self.name = name
-        self.pending: deque[RequestHandle] = deque()
-        self.active: RequestHandle | None = None
-        self.closed = False
-
-    def submit(self, job: Job) -> RequestHandle:
-        """Queue a job (see module docstring); raises BusyError when the queue is full."""
-        return self.worker._submit(self, job)
-
-    def speak(self, text: str, **kwargs) -> RequestHandle:
-        """Queue a synthesis request; items are `engine.streaming.AudioChunk`s.
-
-        kwargs are those of `engine.streaming.stream` (voice, language, sampling,
-        chunk_frames, first_chunk_frames, ...). Text and language are checked here, in
-        the caller's thread, so bad input raises at once.
-        """
-        from engine import streaming
-
-        plan = streaming.plan_request(text, **kwargs)
-        return self.worker._submit(self, None, plan)
-
-    def cancel_all(self) -> None:
-        """Cancel this session's running and waiting requests."""
-        for handle in [self.active, *self.pending]:
-            if handle is not None:
-                handle.cancel()
-
-    def close(self) -> None:
-        """Cancel everything and refuse further requests."""
-        self.closed = True
-        self.cancel_all()
-
-
-# ---------------------------------------------------------------------------------------
-# the worker
-
 
 class EngineWorker:
-    """Owns the model on one device and runs the requests of all sessions (module docstring).
+    """Runs the requests of all sessions on the model of one `ModelHost` (module docstring).
 
-    model: an already loaded model, or None to load `model_id` on the worker thread with
-        `loader(model_id, device=..., dtype=...)` (default `engine.load_model`).
+    host: the model's owner; or, without one, a host is made from `model` (already loaded)
+        or `model_id`/`device`/`dtype`/`loader` (see engine.host.ModelHost).
     Use `start()` (or a `with` block), then `session()` per client.
     """
 
-    def __init__(self, model=None, *, model_id: str | None = None, device=None, dtype=None,
-                 max_active: int = 4, max_waiting: int = 32, max_waiting_per_session: int = 8,
+    def __init__(self, model=None, *, host: ModelHost | None = None, model_id: str | None = None, device=None,
+                 dtype=None, max_active: int = 4, max_waiting: int = 32, max_waiting_per_session: int = 8,
                  loader: Callable | None = None, name: str = "tts-worker", capacity: int | None = None):
         if max_active < 1 or max_waiting < 0 or max_waiting_per_session < 0:
             raise InvalidParameterError("max_active must be >= 1 and the waiting limits >= 0")
-        self.model = model
-        self.model_id = None if model is not None else resolve_model_id(model_id)
-        self.device = resolve_device(device or getattr(model, "device", None))
-        self.dtype = resolve_dtype(dtype or getattr(model, "dtype", None), self.device)
+        self.host = host or ModelHost(model, model_id=model_id, device=device, dtype=dtype, loader=loader)
         self.max_active, self.max_waiting = max_active, max_waiting
-        self.capacity = capacity or default_capacity(self.device)
+        self.capacity = capacity or default_capacity(self.host.device)
         self.engine = None  # the BatchEngine, made on the worker thread at the first synthesis
         self.max_waiting_per_session = max_waiting_per_session
-        self.state = "ready" if model is not None else "not_loaded"  # + loading | failed | stopped
-        self.load_error: BaseException | None = None
-        self._loader = loader
         self._lock = threading.RLock()
         self._work = threading.Condition(self._lock)
         self._rr: deque[Session] = deque()  # sessions, least recently started first
@@ -270,6 +79,7 @@ class EngineWorker:
         self._ids = itertools.count(1)
         self._sessions = itertools.count(1)
         self._stopping = False
+        self._stopped = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     # ---- lifecycle ------------------------------------------------------------------
@@ -296,11 +106,39 @@ class EngineWorker:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    # ---- the host's model and state, read through ---------------------------------------
+    @property
+    def model(self):
+        return self.host.model
+
+    @property
+    def device(self) -> torch.device:
+        return self.host.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.host.dtype
+
+    @property
+    def model_id(self) -> str | None:
+        return self.host.model_id
+
+    @property
+    def load_error(self) -> BaseException | None:
+        return self.host.error
+
+    @property
+    def state(self) -> str:
+        """The host's state (not_loaded | loading | ready | failed), or stopped once this
+        worker has stopped (a failed load stays failed)."""
+        state = self.host.state
+        return "stopped" if self._stopped and state != FAILED else state
+
     def wait_ready(self, timeout: float | None = None) -> bool:
-        """Block until the model is loaded (True) or failed/stopped (False)."""
+        """Block until the model is loaded (True) or failed, or this worker stopped (False)."""
         with self._lock:
-            self._work.wait_for(lambda: self.state in ("ready", "failed", "stopped"), timeout)
-            return self.state == "ready"
+            self._work.wait_for(lambda: self.state in (READY, FAILED, "stopped"), timeout)
+            return self.state == READY
 
     def session(self, name: str | None = None) -> Session:
         return Session(self, name or f"session-{next(self._sessions)}")
@@ -319,15 +157,14 @@ class EngineWorker:
         """For health checks: state (not_loaded | loading | ready | failed | stopped), the
         failure reason, device, dtype, running and waiting requests."""
         with self._lock:
-            return dict(state=self.state, reason=str(self.load_error) if self.load_error else None,
-                        model_id=self.model_id or getattr(self.model, "model_id", None), device=str(self.device),
-                        dtype=str(self.dtype).removeprefix("torch."), running=len(self._active),
+            return dict(state=self.state, reason=self.host.reason, model_id=self.model_id,
+                        device=str(self.device), dtype=self.host.dtype_name, running=len(self._active),
                         waiting=self.waiting)
 
     # ---- submission and queue positions ------------------------------------------------
     def _submit(self, session: Session, job: Job | None, plan=None) -> RequestHandle:
         with self._lock:
-            if self._stopping or self.state in ("failed", "stopped"):
+            if self._stopping or self.state in (FAILED, "stopped"):
                 reason = f": {self.load_error}" if self.load_error else ""
                 raise WorkerStoppedError(f"the synthesis worker is {self.state}{reason}")
             if session.closed:
@@ -374,7 +211,7 @@ class EngineWorker:
 
     # ---- the thread -----------------------------------------------------------------
     def _run(self) -> None:
-        if self.model is None and not self._load():
+        if not self._load():
             return
         with torch.inference_mode():
             while True:
@@ -396,8 +233,7 @@ class EngineWorker:
 
     def _finish_all(self) -> None:
         with self._lock:
-            if self.state != "failed":
-                self.state = "stopped"
+            self._stopped = True
             for handle in self._all_requests():
                 handle.metrics.finish(StopReason.CANCELLED)
                 handle._finish("cancelled")
@@ -407,28 +243,20 @@ class EngineWorker:
             self._work.notify_all()
 
     def _load(self) -> bool:
-        with self._lock:
-            self.state = "loading"
-        try:
-            loader = self._loader
-            if loader is None:
-                from engine import load_model as loader
-            model = loader(self.model_id, device=self.device, dtype=self.dtype)
-        except Exception as e:  # noqa: BLE001 - any load failure is reported, never raised here
-            log.exception("loading %s failed", self.model_id)
+        """Load the host's model on this thread (if not loaded yet); on failure fail every
+        waiting request and refuse new ones."""
+        if self.host.load():
             with self._lock:
-                self.state, self.load_error = "failed", e
-                error = WorkerStoppedError(f"the model {self.model_id} failed to load: {e}")
-                for handle in self._all_requests():
-                    handle._finish("failed", error)
-                for session in self._rr:
-                    session.pending.clear()
                 self._work.notify_all()
-            return False
+            return True
         with self._lock:
-            self.model, self.state = model, "ready"
+            error = WorkerStoppedError(f"the model {self.model_id} failed to load: {self.host.error}")
+            for handle in self._all_requests():
+                handle._finish("failed", error)
+            for session in self._rr:
+                session.pending.clear()
             self._work.notify_all()
-        return True
+        return False
 
     def _admit(self) -> None:
         """Fill free slots from waiting sessions, least recently served first (lock held)."""
@@ -452,7 +280,7 @@ class EngineWorker:
         if self.engine is None:
             from engine.batch.engine import BatchEngine
 
-            slots = fit_slots(self.model, self.max_active, self.capacity)
+            slots = self.host.fit_slots(self.max_active, self.capacity)
             if slots < self.max_active:
                 log.warning("max_active %d cut to %d: that is what free memory holds at %d positions each",
                             self.max_active, slots, self.capacity)
@@ -508,8 +336,7 @@ class EngineWorker:
     def _batch_out_of_memory(self, handles: list[RequestHandle], error: BaseException) -> None:
         """The batched step ran out of GPU memory: free everything, halve the batch, restart
         the requests that have delivered nothing yet (once), fail the others."""
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        self.host.empty_cache()
         running = [h for h in handles if h._utterance is not None]
         self.max_active = max(1, len(running) // 2)
         log.warning("the batched step ran out of GPU memory with %d requests; batch cut to %d",
@@ -560,8 +387,7 @@ class EngineWorker:
 
     def _out_of_memory(self, handle: RequestHandle, error: BaseException) -> None:
         _close(handle)
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        self.host.empty_cache()
         if not handle._retried and handle._delivered == 0:
             log.warning("request %s ran out of GPU memory; retrying once", handle.id)
             handle._retried = True
@@ -587,37 +413,6 @@ class EngineWorker:
                 handle.session.active = None
             handle._finish(state, error)
             self._work.notify_all()
-
-
-def default_capacity(device) -> int:
-    """Talker positions per request (prompt + frames): TTS_MAX_CONTEXT, else by device. A
-    segment is at most 516 frames (engine.text_split) after a prompt of a few hundred rows."""
-    value = os.environ.get("TTS_MAX_CONTEXT")
-    if value:
-        if not value.isdigit() or not 64 <= int(value) <= 32768:
-            raise InvalidParameterError(f"TTS_MAX_CONTEXT must be an integer in [64, 32768], got {value!r}")
-        return int(value)
-    return 2048 if torch.device(device).type == "cuda" else 1024
-
-
-def free_memory(device) -> int:
-    """Bytes free on `device` now (CUDA: the driver's count; CPU: available RAM)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 1 << 40
-
-
-def fit_slots(model, requested: int, capacity: int, headroom: float = 0.5) -> int:
-    """The largest batch (<= requested) whose decode state fits in `headroom` of free memory
-    (the rest is left for activations, the codec and everything else)."""
-    from engine.batch.pool import DecodePool
-
-    per_slot = DecodePool.bytes_per_slot(model.talker, model.predictor, capacity) + (8 << 20)  # + codec state
-    return max(1, min(requested, int(free_memory(model.device) * headroom // per_slot)))
 
 
 def _close(handle: RequestHandle) -> None:

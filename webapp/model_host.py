@@ -1,6 +1,7 @@
 """The TTS model behind the app: loaded in the background, its state always known.
 
-The server answers at once; the model loads on the engine worker's own thread. Until it is
+The server answers at once; the model loads on the engine worker's own thread, and its
+state has one owner, `engine.host.ModelHost`: this module only words it for people. Until it is
 ready (or when it failed: offline Hub id, missing folder, out of memory, no GPU) the voice
 library keeps working and every synthesis entry point gets `ModelUnavailableError`, whose
 message says why and what to do. `status()` is what /healthz and the UI banner show.
@@ -16,8 +17,9 @@ import threading
 import time
 from typing import Any, Callable
 
+from engine import host as engine_host
+from engine.device import resolve_model_id
 from engine.errors import EngineError
-from engine.device import resolve_device, resolve_dtype, resolve_model_id
 from engine.worker import EngineWorker
 from space_runtime import zerogpu
 
@@ -57,10 +59,13 @@ def failure_hint(error: BaseException, model_id: str) -> str:
 
 
 class ModelHost:
-    """Owns the engine worker and knows the model's state: loading, ready or failed.
+    """The app's face of the model: an `engine.host.ModelHost` (the model's one owner: its
+    loading, state, device and dtype) and the `EngineWorker` that schedules work on it, plus
+    what people read about them (the banner, /healthz, why synthesis is unavailable).
 
-    model_id/device/dtype: as for `EngineWorker` (None: environment, then defaults).
-    loader: `loader(model_id, device=, dtype=)` (default `engine.load_model`).
+    model_id/device/dtype: None for the environment, then the defaults (engine.device).
+    loader: `loader(model_id, device=, dtype=)` (default: fetch the checkpoint, then
+        `engine.load_model`).
     on_ready: called with the model once it is loaded (e.g. to give it to the prompt store).
     """
 
@@ -75,31 +80,27 @@ class ModelHost:
                             max_waiting_per_session=max_waiting_per_session)
         self._lock = threading.Lock()
         self.worker: EngineWorker | None = None
-        self.phase = "starting"
+        self.start_error: BaseException | None = None  # no host could be made (a bad device or dtype)
         self.started_at = time.monotonic()
-        self.loaded_in_s: float | None = None
-        self.error: BaseException | None = None
 
     # ---- lifecycle ------------------------------------------------------------------
     def start(self) -> "ModelHost":
         """Begin loading in the background (returns at once)."""
         with self._lock:
-            self.started_at, self.error, self.loaded_in_s = time.monotonic(), None, None
-            self.phase = "starting"
+            self.started_at, self.start_error = time.monotonic(), None
             try:
-                device = resolve_device(self.requested_device)
-                dtype = resolve_dtype(self.requested_dtype, device)
-                self.worker = EngineWorker(model_id=self.model_id, device=device, dtype=dtype,
-                                           loader=self._load, name="tts-worker", **self._limits)
+                host = engine_host.ModelHost(model_id=self.model_id, device=self.requested_device,
+                                             dtype=self.requested_dtype, loader=self._loader, on_ready=self._on_ready)
+                self.worker = EngineWorker(host=host, name="tts-worker", **self._limits)
             except Exception as e:  # noqa: BLE001 - a bad device/dtype is a load failure, shown to the user
-                self.worker, self.error, self.phase = None, e, "failed"
+                self.worker, self.start_error = None, e
                 log.error("cannot start the TTS worker: %s", e)
                 return self
         self.worker.start()
         return self
 
     def retry(self) -> bool:
-        """Load again after a failure (a fresh worker); False if not failed."""
+        """Load again after a failure (a fresh host and worker); False if not failed."""
         if self.state != FAILED:
             return False
         if self.worker is not None:
@@ -111,43 +112,42 @@ class ModelHost:
         if self.worker is not None:
             self.worker.stop(timeout=5)
 
-    def _load(self, model_id: str, *, device, dtype):
-        from engine.checkpoint import resolve_checkpoint
-        from engine.model import load_model
+    # ---- state (read from the engine's host) -------------------------------------------
+    @property
+    def _host(self) -> "engine_host.ModelHost | None":
+        return self.worker.host if self.worker is not None else None
 
-        self.phase = "fetching the checkpoint files (downloading if not cached)"
-        resolve_checkpoint(model_id)
-        self.phase = f"loading weights onto {device} ({str(dtype).removeprefix('torch.')})"
-        model = (self._loader or load_model)(model_id, device=device, dtype=dtype)
-        self.phase = "ready"
-        self.loaded_in_s = time.monotonic() - self.started_at
-        log.info("model %s ready on %s in %.1f s", model_id, device, self.loaded_in_s)
-        if self._on_ready is not None:
-            self._on_ready(model)
-        return model
-
-    # ---- state ----------------------------------------------------------------------
     @property
     def state(self) -> str:
         worker = self.worker
         if worker is None:  # not started yet (loading soon), or the worker could not be created
-            return FAILED if self.error is not None else LOADING
-        if worker.state == "ready":
+            return FAILED if self.start_error is not None else LOADING
+        state = worker.state
+        if state == "ready":
             return READY
-        if worker.state in ("failed", "stopped"):
-            return FAILED
-        return LOADING
+        return FAILED if state in ("failed", "stopped") else LOADING
+
+    @property
+    def phase(self) -> str:
+        host = self._host
+        return host.phase if host is not None else ("failed" if self.start_error else "starting")
+
+    @property
+    def error(self) -> BaseException | None:
+        """Why the model is unavailable (None while loading or ready)."""
+        host = self._host
+        return self.start_error or (host.error if host is not None else None)
 
     @property
     def model(self):
         """The loaded model, or None."""
         # On a ZeroGPU Space the model's voice-prompt work runs in a GPU function; elsewhere
         # wrap_model returns the model itself.
-        return zerogpu.wrap_model(self.worker.model) if self.worker is not None and self.state == READY else None
+        return zerogpu.wrap_model(self.worker.model) if self.state == READY else None
 
     @property
     def reason(self) -> str | None:
-        error = self.error or (self.worker.load_error if self.worker is not None else None)
+        error = self.error
         if error is None and self.worker is not None and self.worker.state == "stopped":
             return "the synthesis worker was stopped"
         return None if error is None else str(error)
@@ -157,18 +157,18 @@ class ModelHost:
 
     def status(self) -> dict:
         """JSON-ready state for /healthz and the UI."""
-        state, worker = self.state, self.worker
+        state, worker, host = self.state, self.worker, self._host
         out = {"state": state, "model": self.model_id,
-               "device": str(worker.device) if worker else str(self.requested_device or "auto"),
-               "dtype": str(worker.dtype).removeprefix("torch.") if worker else None,
+               "device": str(host.device) if host else str(self.requested_device or "auto"),
+               "dtype": host.dtype_name if host else None,
                "elapsedS": round(time.monotonic() - self.started_at, 1),
                "queue": {"running": worker.running if worker else 0, "waiting": worker.waiting if worker else 0}}
         if state == LOADING:
             out["phase"] = self.phase
         elif state == READY:
-            out["loadedInS"] = round(self.loaded_in_s, 2) if self.loaded_in_s is not None else None
+            out["loadedInS"] = round(host.loaded_in_s, 2) if host.loaded_in_s is not None else None
         else:
-            error = self.error or (worker.load_error if worker else None)
+            error = self.error
             out["reason"] = self.reason or "unknown"
             out["hint"] = failure_hint(error, self.model_id) if error else "Restart the server."
         return out
